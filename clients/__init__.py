@@ -1,0 +1,1 @@
+"""Light clients of the dictated daemon: pyzmq and the standard library only."""

@@ -1,0 +1,104 @@
+"""Audio sources behind one interface: each yields 16 kHz mono int16 blocks with capture times.
+
+The source is the one place that knows about devices, files and pacing, so recovery from a
+vanished device (later work) has a single home.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AudioError
+from .format import SAMPLE_RATE, SAMPLE_WIDTH
+from .load import load_audio
+
+BLOCK_SAMPLES = SAMPLE_RATE // 10  # 100 ms blocks from file and stdin sources
+
+
+@dataclass(frozen=True)
+class Block:
+    """A run of samples and the wall-clock time (epoch s) at which its last sample was captured."""
+
+    pcm: np.ndarray  # int16, mono, 16 kHz
+    captured_at: float
+
+
+class AudioSource(ABC):
+    #: paced by a real clock (microphone, --realtime) rather than read as fast as it is consumed
+    realtime: bool = False
+    description: str = "audio"
+
+    @abstractmethod
+    def blocks(self) -> AsyncIterator[Block]:
+        """Yield blocks until end of input; raise AudioError when the input fails."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Stop capturing and release the device or file."""
+
+
+class FileSource(AudioSource):
+    """A WAV/FLAC/... file, converted to 16 kHz mono, fed as fast as taken or paced in real time."""
+
+    def __init__(self, path: Path, realtime: bool = False):
+        self.path = Path(path)
+        self.realtime = realtime
+        self.description = f"file:{self.path}"
+        self._pcm = load_audio(self.path)  # fail early, before the daemon starts serving
+
+    async def blocks(self) -> AsyncIterator[Block]:
+        t0 = time.time()
+        for offset in range(0, len(self._pcm), BLOCK_SAMPLES):
+            chunk = self._pcm[offset : offset + BLOCK_SAMPLES]
+            end = offset + len(chunk)
+            if self.realtime:
+                delay = t0 + end / SAMPLE_RATE - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            else:
+                await asyncio.sleep(0)  # let the loop serve sockets between blocks
+            yield Block(chunk, time.time())
+
+
+class StdinSource(AudioSource):
+    """Raw s16le 16 kHz mono on standard input (`sox in.wav -t raw -r 16000 -c 1 -b 16 -e signed - | ...`)."""
+
+    description = "stdin (s16le, 16 kHz, mono)"
+
+    def __init__(self, stream=None):
+        self._stream = stream if stream is not None else sys.stdin.buffer
+
+    async def blocks(self) -> AsyncIterator[Block]:
+        loop = asyncio.get_running_loop()
+        carry = b""
+        while True:
+            data = await loop.run_in_executor(None, self._stream.read, BLOCK_SAMPLES * SAMPLE_WIDTH)
+            if not data:
+                break
+            data = carry + data
+            usable = len(data) - len(data) % SAMPLE_WIDTH
+            carry = data[usable:]
+            if usable:
+                yield Block(np.frombuffer(data[:usable], dtype="<i2").astype(np.int16), time.time())
+        if carry:
+            raise AudioError("stdin ended in the middle of a sample: expected s16le (2 bytes per sample)")
+
+
+def open_source(spec: str, *, realtime: bool = False, device: str | int | None = None) -> AudioSource:
+    """`mic`, `file:PATH` or `-` -> an AudioSource. Raises AudioError for anything else."""
+    if spec == "-":
+        return StdinSource()
+    if spec.startswith("file:"):
+        return FileSource(Path(spec[len("file:") :]), realtime=realtime)
+    if spec == "mic":
+        from .mic import MicSource  # sounddevice needs PortAudio: import only when used
+
+        return MicSource(device=device)
+    raise AudioError(f"source: unknown audio source {spec!r}; use mic, file:PATH or - (stdin)")

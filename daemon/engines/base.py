@@ -1,0 +1,84 @@
+"""The engine interface: `transcribe(pcm, language) -> Transcript`.
+
+An engine is owned by exactly one thread (the worker's inference thread); nothing in here is
+thread-safe and nothing needs to be. Heavy imports (torch, coremltools, ctranslate2) happen inside
+the engine modules, never at package import, so `--help` and config validation stay instant.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """One utterance's result.
+
+    `timings_ms` holds per-stage wall times in milliseconds (e.g. `features`, `encoder`,
+    `decoder`, `total`) plus `tokens_per_s` where the engine decodes tokens itself.
+    """
+
+    text: str
+    language: str
+    tokens: tuple[int, ...] = ()
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Everything an engine may be configured with; built once from config + CLI.
+
+    Fields an engine does not use are ignored by it. `None` means "the engine's default".
+    """
+
+    model: str | None = None  # local directory, model name, or hub repo id
+    device: str = "auto"  # whisper/torch: cpu, cuda, mps, auto
+    compute_type: str | None = None  # whisper: int8, float16...; torch: float32, float16, bfloat16
+    compute_units: str = "all"  # coreml: all, cpu_only, cpu_and_gpu, cpu_and_ne
+    eos_bias: float | None = None  # cohere: None follows the decoder precision (0 f16, 4 int8)
+    punctuation: bool = True  # cohere: <|pnc|> vs <|nopnc|>
+    beam_size: int = 1  # whisper
+    cache_dir: Path | None = None  # compiled CoreML models and downloads
+
+
+class Engine(ABC):
+    """A loaded speech recogniser. Construct with `create_engine(name, options)`."""
+
+    name: ClassVar[str]
+    languages: ClassVar[tuple[str, ...]]  # ISO 639-1 codes this engine accepts
+    default_language: ClassVar[str] = "en"
+
+    @abstractmethod
+    def transcribe(self, pcm: np.ndarray, language: str | None = None) -> Transcript:
+        """Transcribe float32 mono 16 kHz audio (one utterance, at most 35 s)."""
+
+    def warmup(self) -> None:  # noqa: B027 - optional hook
+        """Run once at start so the first real utterance does not pay for lazy init."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release models and device memory."""
+
+    def check_language(self, language: str | None) -> str:
+        """Return the language to use or raise ValueError listing the supported ones."""
+        lang = language or self.default_language
+        if lang not in self.languages:
+            supported = ", ".join(sorted(self.languages))
+            raise ValueError(f"engine {self.name!r} does not support language {lang!r}; supported: {supported}")
+        return lang
+
+    @classmethod
+    @abstractmethod
+    def load(cls, options: EngineOptions) -> Engine:
+        """Load models; raises ModelError / MissingDependencyError with a fix in the message."""
+
+    @classmethod
+    def unavailable_reason(cls, options: EngineOptions) -> str | None:
+        """Cheap check for `--engine auto`: None if this engine could load, else why not."""
+        return None

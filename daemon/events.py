@@ -1,0 +1,56 @@
+"""What the segmenter reports: speech start, pauses inside speech, and finished utterances.
+
+These are events rather than only finished utterances so later work (speculative decoding during
+short pauses, partial hypotheses) can hook into them without changing the segmenter.
+Sample positions are offsets in the 16 kHz stream since the source started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .audio.format import SAMPLE_RATE
+
+EndReason = Literal["silence", "max_length", "end_of_input"]
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One finished stretch of speech (with pre-roll), at most 35 s long."""
+
+    index: int  # 0, 1, 2... in stream order
+    pcm: np.ndarray  # int16 mono 16 kHz, pre-roll and trailing hangover included
+    start_sample: int  # stream offset of pcm[0]
+    speech_end_sample: int  # stream offset just after the last voiced frame
+    reason: EndReason
+
+    @property
+    def end_sample(self) -> int:
+        return self.start_sample + len(self.pcm)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    sample: int  # stream offset where the utterance (pre-roll included) begins
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    """Voicing stopped inside an utterance; it may resume or end after the hangover."""
+
+    sample: int
+
+
+@dataclass(frozen=True)
+class UtteranceEnded:
+    utterance: Utterance
+
+
+SegmenterEvent = SpeechStarted | SpeechPaused | UtteranceEnded
