@@ -63,7 +63,9 @@ def list_repo_files(repo_id: str, *, revision: str | None = None) -> list[str]:
     try:
         return list(huggingface_hub.list_repo_files(repo_id, revision=revision))
     except hf_errors.GatedRepoError as exc:
-        raise ModelError(f"{repo_id} is gated: accept its license and log in (`hf auth login`)") from exc
+        raise ModelError(
+            f"{repo_id} is gated: accept its license and log in (`hf auth login`)"
+        ) from exc
     except hf_errors.RepositoryNotFoundError as exc:
         raise ModelError(f"{repo_id} was not found on the Hugging Face hub") from exc
     except OSError as exc:

@@ -28,7 +28,9 @@ def _auto_preference() -> tuple[str, ...]:
 
 def engine_class(name: str) -> type[Engine]:
     if name not in _ENGINES:
-        raise ConfigError(f"engine: unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+        raise ConfigError(
+            f"engine: unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}"
+        )
     module_name, _, attr = _ENGINES[name].partition(":")
     module = importlib.import_module(module_name, __package__)
     return getattr(module, attr)

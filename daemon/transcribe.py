@@ -1,0 +1,79 @@
+"""`dictated transcribe`: the daemon's segmenter and engine, in-process, over files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .audio.format import SAMPLE_RATE, int16_to_float32
+from .audio.load import load_audio
+from .engines.base import Engine, Transcript
+from .events import UtteranceEnded
+from .segmenter import Segmenter, SegmenterOptions
+
+
+@dataclass(frozen=True)
+class FileUtterance:
+    file: Path
+    index: int
+    start_s: float  # offsets in the file
+    end_s: float
+    reason: str
+    transcript: Transcript
+
+    def to_json(self) -> dict:
+        t = self.transcript
+        return {
+            "file": str(self.file),
+            "index": self.index,
+            "start": round(self.start_s, 3),
+            "end": round(self.end_s, 3),
+            "text": t.text,
+            "language": t.language,
+            "reason": self.reason,
+            "truncated": t.truncated,
+            "tokens": list(t.tokens),
+            "timings_ms": {k: round(v, 2) for k, v in t.timings_ms.items()},
+        }
+
+
+def transcribe_file(
+    path: Path, engine: Engine, language: str, segmenter: SegmenterOptions
+) -> Iterator[FileUtterance]:
+    """One result per utterance the segmenter finds, in order."""
+    pcm = load_audio(path)
+    seg = Segmenter(segmenter)
+    events = seg.push(pcm) + seg.flush()
+    for event in events:
+        if isinstance(event, UtteranceEnded):
+            u = event.utterance
+            transcript = engine.transcribe(int16_to_float32(u.pcm), language)
+            yield FileUtterance(
+                path,
+                u.index,
+                u.start_sample / SAMPLE_RATE,
+                u.end_sample / SAMPLE_RATE,
+                u.reason,
+                transcript,
+            )
+
+
+def transcribe_whole(path: Path, engine: Engine, language: str) -> FileUtterance:
+    """The whole file without VAD, as transformers would: > 35 s splits at the quietest window."""
+    from .engines.cohere.chunking import join_texts, split_long_audio
+
+    audio = int16_to_float32(load_audio(path))
+    parts = [engine.transcribe(chunk, language) for chunk in split_long_audio(audio)]
+    timings: dict[str, float] = {}
+    for part in parts:
+        for key, value in part.timings_ms.items():
+            timings[key] = timings.get(key, 0.0) + value
+    merged = Transcript(
+        text=join_texts([p.text for p in parts], language),
+        language=language,
+        tokens=tuple(t for p in parts for t in p.tokens),
+        timings_ms=timings,
+        truncated=any(p.truncated for p in parts),
+    )
+    return FileUtterance(path, 0, 0.0, len(audio) / SAMPLE_RATE, "end_of_input", merged)

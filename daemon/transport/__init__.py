@@ -1,0 +1,1 @@
+"""ZeroMQ transport: the PUB socket's owner, the control socket, and the journal behind history."""

@@ -1,0 +1,58 @@
+"""The PUB socket and its single owner: only the event loop's publisher touches it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import zmq
+
+from ..journal import Journal
+from ..protocol import JOURNALED_TOPICS, Event, encode_event, make_event
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Numbers events, journals the durable ones (fsync) and only then sends them.
+
+    PUB never blocks: with no subscriber or a slow one, ZeroMQ drops at its high-water mark,
+    which is why transcripts go through the journal first.
+    """
+
+    def __init__(self, context: zmq.Context, endpoints: Sequence[str], journal: Journal):
+        self.journal = journal
+        self.seq = journal.last_seq
+        self.endpoints = list(endpoints)
+        self.socket = context.socket(zmq.PUB)
+        self.socket.setsockopt(zmq.LINGER, 500)
+        self.socket.setsockopt(zmq.SNDHWM, 10_000)
+        for endpoint in self.endpoints:
+            try:
+                self.socket.bind(endpoint)
+            except zmq.ZMQError as exc:
+                self.socket.close(0)
+                raise OSError(f"cannot bind events endpoint {endpoint}: {exc}") from exc
+        self.last_publish_ms = 0.0
+
+    def publish(self, topic: str, body: dict) -> Event:
+        started = time.perf_counter()
+        self.seq += 1
+        event = make_event(topic, self.seq, body)
+        if topic in JOURNALED_TOPICS:
+            try:
+                self.journal.append(event)
+            except OSError as exc:  # still publish: a live client should get the text
+                log.error(
+                    "could not write journal %s (seq %d not durable): %s",
+                    self.journal.path,
+                    self.seq,
+                    exc,
+                )
+        self.socket.send_multipart(encode_event(event))
+        self.last_publish_ms = (time.perf_counter() - started) * 1000
+        return event
+
+    def close(self) -> None:
+        self.socket.close()

@@ -1,0 +1,177 @@
+"""The control socket of a real daemon: every command, and garbage that must not kill it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import zmq
+from dictated.clients.control import CommandFailed
+
+from tests.daemon_proc import DaemonProcess, daemon_command
+from tests.speech import SENTENCES, silence, synthesize
+
+
+def utterance_bytes(text: str) -> bytes:
+    return np.concatenate([silence(0.5), synthesize(text), silence(1.5)]).astype("<i2").tobytes()
+
+
+@pytest.fixture
+def stdin_daemon(isolated_env):
+    """A daemon reading raw audio from a pipe that stays open until the test ends."""
+    proc = subprocess.Popen(
+        daemon_command("--source", "-", "--engine", "whisper", "--linger", "0"),
+        env=isolated_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    daemon = DaemonProcess(proc, isolated_env)
+    daemon.wait_ready()
+    yield daemon
+    if proc.poll() is None:
+        proc.stdin.close()
+        proc.wait(60)
+    proc.stderr.close()
+
+
+def wait_for_transcripts(daemon: DaemonProcess, count: int, timeout_s: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        events = daemon.control.request("history", since=0)["events"]
+        transcripts = [e["event"] for e in events if e["topic"] == "transcript"]
+        if len(transcripts) >= count:
+            return transcripts
+        time.sleep(0.2)
+    raise TimeoutError(f"expected {count} transcripts")
+
+
+def feed(daemon: DaemonProcess, text: str) -> None:
+    daemon.proc.stdin.write(utterance_bytes(text))
+    daemon.proc.stdin.flush()
+
+
+def test_status_reports_the_running_daemon(stdin_daemon):
+    status = stdin_daemon.control.request("status")
+    assert status["state"] == "ready"
+    assert status["pid"] == stdin_daemon.proc.pid
+    assert status["engine"] == "whisper" and status["language"] == "en"
+    assert status["endpoints"]["control"] == stdin_daemon.control_endpoint
+    assert stdin_daemon.events_endpoint in status["endpoints"]["events"]
+
+
+def test_pause_drops_nothing_already_heard_and_ignores_audio_while_paused(stdin_daemon):
+    feed(stdin_daemon, SENTENCES[0])
+    first = wait_for_transcripts(stdin_daemon, 1)
+    assert stdin_daemon.control.request("pause")["state"] == "paused"
+    assert stdin_daemon.control.request("status")["state"] == "paused"
+    feed(stdin_daemon, SENTENCES[1])  # spoken while paused: not transcribed
+    time.sleep(1.0)
+    assert stdin_daemon.control.request("resume")["state"] == "ready"
+    feed(stdin_daemon, SENTENCES[2])
+    transcripts = wait_for_transcripts(stdin_daemon, 2)
+    assert len(transcripts) == 2
+    assert "train" in transcripts[0]["text"].lower() and first[0]["id"] == transcripts[0]["id"]
+    assert "meet" in transcripts[1]["text"].lower()
+
+
+def test_language_command_validates_against_the_engine(stdin_daemon):
+    assert stdin_daemon.control.request("language")["language"] == "en"
+    assert stdin_daemon.control.request("language", language="en")["language"] == "en"
+    with pytest.raises(CommandFailed, match="does not support language 'de'"):
+        stdin_daemon.control.request("language", language="de")
+    with pytest.raises(CommandFailed, match="must be a string"):
+        stdin_daemon.control.request("language", language=5)
+
+
+def test_history_replays_the_journal(stdin_daemon):
+    feed(stdin_daemon, SENTENCES[3])
+    (transcript,) = wait_for_transcripts(stdin_daemon, 1)
+    reply = stdin_daemon.control.request("history", since=transcript["seq"] - 1)
+    assert [e["event"]["seq"] for e in reply["events"]] == [transcript["seq"]]
+    assert reply["last_seq"] >= transcript["seq"]
+    assert stdin_daemon.control.request("history", since=transcript["seq"])["events"] == []
+    for bad in ({"since": -1}, {"since": "x"}, {"since": 0, "limit": 0}):
+        with pytest.raises(CommandFailed):
+            stdin_daemon.control.request("history", **bad)
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [b"not json at all"],
+        [b"\x00\x01\x02\xff" * 16],
+        [b'{"cmd": "selfdestruct"}'],
+        [b'"status"'],
+        [b'{"v": 1}', b"second frame"],
+        [os.urandom(4096)],
+    ],
+)
+def test_malformed_requests_get_an_error_reply_and_the_daemon_lives(stdin_daemon, frames):
+    context = zmq.Context.instance()
+    req = context.socket(zmq.REQ)
+    req.setsockopt(zmq.RCVTIMEO, 5000)
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(stdin_daemon.control_endpoint)
+    req.send_multipart(frames)
+    reply = json.loads(req.recv())
+    req.close()
+    assert reply["ok"] is False and reply["error"]
+    assert stdin_daemon.control.request("status")["state"] == "ready"
+
+
+def test_random_bytes_on_the_raw_socket_do_not_kill_the_daemon(stdin_daemon):
+    path = stdin_daemon.control_endpoint.removeprefix("ipc://")
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+            raw.connect(path)
+            raw.sendall(rng.bytes(int(rng.integers(1, 2048))))
+    assert stdin_daemon.control.request("status")["state"] == "ready"
+    assert stdin_daemon.proc.poll() is None
+
+
+def test_admin_commands_through_the_cli(stdin_daemon):
+    env = stdin_daemon.env
+
+    def cli(*args):
+        return subprocess.run(
+            ["python", "-m", "dictated", *args], env=env, capture_output=True, text=True, timeout=30
+        )
+
+    assert "ready" in cli("status").stdout
+    assert cli("pause").stdout.strip() == "paused"
+    assert cli("resume").stdout.strip() == "ready"
+    assert cli("language").stdout.strip() == "en"
+    bad = cli("language", "xx")
+    assert bad.returncode == 1 and "does not support language 'xx'" in bad.stderr
+    assert json.loads(cli("status", "--json").stdout)["pid"] == stdin_daemon.proc.pid
+
+
+def test_admin_command_without_a_daemon_says_so(isolated_env):
+    result = subprocess.run(
+        ["python", "-m", "dictated", "status"],
+        env=isolated_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1 and "no dictated daemon answered" in result.stderr
+
+
+def test_second_daemon_is_refused(stdin_daemon):
+    result = subprocess.run(
+        daemon_command("--source", "-", "--engine", "whisper"),
+        env=stdin_daemon.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and "already running" in result.stderr
+    assert stdin_daemon.control.request("status")["state"] == "ready"

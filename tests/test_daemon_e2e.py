@@ -1,0 +1,137 @@
+"""The real daemon process end to end: file and stdin sources, an independent subscriber, WER."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+import zmq
+from dictated.audio.load import load_audio
+
+from tests.conftest import DEMO_TXT, DEMO_WAV
+from tests.daemon_proc import daemon_command
+
+SCHEMA = (
+    "v",
+    "seq",
+    "id",
+    "text",
+    "language",
+    "start",
+    "end",
+    "audio_s",
+    "latency_ms",
+    "engine",
+    "truncated",
+    "reason",
+)
+
+
+def normalise(text: str) -> str:
+    return jiwer.RemovePunctuation()(text.lower()).replace("-", " ").strip()
+
+
+def collect_until_exit(
+    proc: subprocess.Popen, sub: zmq.Socket, timeout_s: float = 180
+) -> list[tuple[str, dict]]:
+    events = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if sub.poll(200):
+            topic, body = sub.recv_multipart()
+            events.append((topic.decode(), json.loads(body)))
+        elif proc.poll() is not None:
+            break
+    return events
+
+
+@pytest.fixture
+def subscriber(free_port):
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(f"tcp://127.0.0.1:{free_port}")  # before the daemon binds: ZeroMQ retries
+    yield sub, f"tcp://127.0.0.1:{free_port}"
+    sub.close()
+    context.term()
+
+
+def test_file_source_publishes_one_transcript_per_utterance(isolated_env, subscriber):
+    sub, endpoint = subscriber
+    proc = subprocess.Popen(
+        daemon_command(
+            "--source",
+            f"file:{DEMO_WAV}",
+            "--engine",
+            "whisper",
+            "--pub",
+            endpoint,
+            "--linger",
+            "1",
+        ),
+        env=isolated_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    events = collect_until_exit(proc, sub)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr.decode()
+
+    sentences = [line for line in DEMO_TXT.read_text().splitlines() if line.strip()]
+    transcripts = [body for topic, body in events if topic == "transcript"]
+    assert len(transcripts) == len(sentences), [t["text"] for t in transcripts]
+    seqs = [body["seq"] for _, body in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    for t in transcripts:
+        assert all(field in t for field in SCHEMA)
+        assert t["v"] == 1 and t["engine"] == "whisper" and t["language"] == "en"
+        assert t["end"] > t["start"] and t["audio_s"] > 0.5 and t["latency_ms"] >= 0
+        assert t["reason"] in ("silence", "end_of_input") and t["truncated"] is False
+    hypothesis = " ".join(normalise(t["text"]) for t in transcripts)
+    reference = " ".join(normalise(s) for s in sentences)
+    assert jiwer.wer(reference, hypothesis) < 0.15, hypothesis
+
+    journal_path = Path(isolated_env["XDG_DATA_HOME"]) / "dictated" / "journal.jsonl"
+    journal = [json.loads(line) for line in journal_path.read_text().splitlines()]
+    assert [j["event"]["text"] for j in journal if j["topic"] == "transcript"] == [
+        t["text"] for t in transcripts
+    ]
+
+
+def test_stdin_source_matches_the_file_source(isolated_env, subscriber):
+    sub, endpoint = subscriber
+    pcm = load_audio(DEMO_WAV)
+    proc = subprocess.Popen(
+        daemon_command("--source", "-", "--engine", "whisper", "--pub", endpoint, "--linger", "1"),
+        env=isolated_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdin.write(pcm.astype("<i2").tobytes())
+    proc.stdin.close()
+    events = collect_until_exit(proc, sub)
+    assert proc.wait(30) == 0
+    sentences = [line for line in DEMO_TXT.read_text().splitlines() if line.strip()]
+    assert len([1 for topic, _ in events if topic == "transcript"]) == len(sentences)
+
+
+def test_unreadable_audio_file_is_a_clear_error(isolated_env, tmp_path):
+    bad = tmp_path / "noise.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + np.random.default_rng(0).bytes(200))
+    result = subprocess.run(
+        daemon_command("--source", f"file:{bad}", "--engine", "whisper"),
+        env=isolated_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot read audio file" in result.stderr and str(bad) in result.stderr
+    assert "Traceback" not in result.stderr

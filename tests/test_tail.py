@@ -1,0 +1,75 @@
+"""dictated-tail: live transcripts, and --since replay with no gap and no duplicate across reconnects."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from tests.daemon_proc import DaemonProcess, daemon_command
+from tests.speech import SENTENCES
+from tests.test_control import feed, wait_for_transcripts
+
+
+def start_tail(env, *args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dictated.clients.tail", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_since_replays_then_follows_live_without_gap_or_duplicate(isolated_env):
+    proc = subprocess.Popen(
+        daemon_command("--source", "-", "--engine", "whisper", "--linger", "0"),
+        env=isolated_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    daemon = DaemonProcess(proc, isolated_env)
+    try:
+        daemon.wait_ready()
+        feed(daemon, SENTENCES[0])
+        feed(daemon, SENTENCES[1])
+        first_two = wait_for_transcripts(daemon, 2)
+
+        # client 1 replays everything, then disconnects
+        tail1 = start_tail(isolated_env, "--json", "--since", "0", "--count", "2")
+        out1, err1 = tail1.communicate(timeout=30)
+        seen1 = [json.loads(line) for line in out1.splitlines()]
+        transcripts1 = [e for e in seen1 if e["topic"] == "transcript"]
+        assert [t["id"] for t in transcripts1] == [t["id"] for t in first_two], err1
+        last_seq = max(e["seq"] for e in seen1)
+
+        # while no client listens, two more utterances are spoken
+        feed(daemon, SENTENCES[2])
+        feed(daemon, SENTENCES[3])
+        wait_for_transcripts(daemon, 4)
+
+        # client 2 reconnects from where client 1 stopped and also gets a live one
+        tail2 = start_tail(isolated_env, "--json", "--since", str(last_seq), "--count", "3")
+        time.sleep(1.0)
+        feed(daemon, SENTENCES[4])
+        out2, err2 = tail2.communicate(timeout=60)
+        seen2 = [json.loads(line) for line in out2.splitlines()]
+        transcripts2 = [e for e in seen2 if e["topic"] == "transcript"]
+        all_transcripts = wait_for_transcripts(daemon, 5)
+        assert [t["id"] for t in transcripts2] == [t["id"] for t in all_transcripts[2:5]], err2
+        seqs = [e["seq"] for e in seen2]
+        assert (
+            seqs == sorted(set(seqs)) and min(seqs) > last_seq
+        )  # no duplicate, nothing replayed twice
+        assert "garden" in transcripts2[-1]["text"].lower()
+
+        # plain output: one line of text per transcript
+        tail3 = start_tail(isolated_env, "--since", "0", "--count", "5")
+        out3, _ = tail3.communicate(timeout=30)
+        assert out3.splitlines() == [t["text"] for t in all_transcripts]
+    finally:
+        proc.stdin.close()
+        proc.wait(60)
+        proc.stderr.close()
