@@ -30,7 +30,9 @@ def cpu_seconds(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--noise-dbfs", type=float, default=-70.0, help="room noise level (None-like: -200)")
+    parser.add_argument(
+        "--noise-dbfs", type=float, default=-70.0, help="room noise level (None-like: -200)"
+    )
     args = parser.parse_args()
 
     import webrtcvad
@@ -47,10 +49,25 @@ def main() -> None:
     wav = f"{env['XDG_DATA_HOME']}-silence.wav"
     soundfile.write(wav, pcm, SAMPLE_RATE, subtype="PCM_16")
 
-    cmd = [sys.executable, "-m", "dictated", "run", "--source", f"file:{wav}", "--realtime", "--engine", "whisper",
-           "--linger", "0", "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dictated",
+        "run",
+        "--source",
+        f"file:{wav}",
+        "--realtime",
+        "--engine",
+        "whisper",
+        "--linger",
+        "0",
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=REPO)
-    control = ControlClient(default_endpoint(CONTROL_SOCKET, env["DICTATED_RUNTIME_DIR"]), timeout_s=0.5)
+    control = ControlClient(
+        default_endpoint(CONTROL_SOCKET, env["DICTATED_RUNTIME_DIR"]), timeout_s=0.5
+    )
     while True:
         try:
             if control.request("status")["state"] == "ready":
@@ -76,12 +93,23 @@ def main() -> None:
 
     per_hour = 3600 / wall
     rows = [
-        ["daemon (capture+VAD+loop)", daemon_cpu * per_hour, 100 * daemon_cpu / wall, daemon_cpu / max(vad_cpu * wall / args.seconds, 1e-9)],
-        ["reference: bare webrtcvad", vad_cpu * 3600 / args.seconds, 100 * vad_cpu / args.seconds, 1.0],
+        [
+            "daemon (capture+VAD+loop)",
+            daemon_cpu * per_hour,
+            100 * daemon_cpu / wall,
+            daemon_cpu / max(vad_cpu * wall / args.seconds, 1e-9),
+        ],
+        [
+            "reference: bare webrtcvad",
+            vad_cpu * 3600 / args.seconds,
+            100 * vad_cpu / args.seconds,
+            1.0,
+        ],
     ]
     print_table(
         f"CPU on {wall:.0f} s of silent audio at {args.noise_dbfs:.0f} dBFS, scaled to 1 h (target <= 18 s/h = 0.5 % core)",
-        ["what", "cpu s/hour", "% of a core", "ratio"], rows,
+        ["what", "cpu s/hour", "% of a core", "ratio"],
+        rows,
     )
 
 

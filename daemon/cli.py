@@ -244,19 +244,23 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    """Print the effective configuration as TOML, grouped the way the file is written."""
     import dataclasses
 
     from . import paths
-    from .config import load_config
+    from .config import SECTIONS, load_config
 
     config = load_config(args.config)
     print(f"# config file: {config.source_file or f'{paths.config_file()} (absent: defaults)'}")
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            print(f"[{f.name}]")
-            for key, item in dataclasses.asdict(value).items():
-                print(f"{key} = {json.dumps(item, default=str)}")
+    for section, attrs in SECTIONS.items():
+        print(f"\n[{section}]")
+        for attr in attrs:
+            for key, value in dataclasses.asdict(getattr(config, attr)).items():
+                print(
+                    f"# {key} = (default)"
+                    if value is None
+                    else f"{key} = {json.dumps(value, default=str)}"
+                )
     return 0
 
 

