@@ -27,10 +27,9 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=1.2)
     args = parser.parse_args()
 
-    from tests.speech import SENTENCES, compose
-
     from dictated.audio.format import SAMPLE_RATE, int16_to_float32
     from dictated.engines import EngineOptions, create_engine
+    from tests.speech import SENTENCES, compose
 
     signal = compose(SENTENCES[: args.sentences], args.pause)
     env = isolated_env()

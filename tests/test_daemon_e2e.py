@@ -11,8 +11,8 @@ import jiwer
 import numpy as np
 import pytest
 import zmq
-from dictated.audio.load import load_audio
 
+from dictated.audio.load import load_audio
 from tests.conftest import DEMO_TXT, DEMO_WAV
 from tests.daemon_proc import daemon_command
 

@@ -1,0 +1,62 @@
+"""Cohere features: our numpy FilterbankFeatures vs transformers' CohereAsrFeatureExtractor.
+
+Same real speech (espeak-ng sentences with pauses, cut to 5 s and 35 s), same process; prints
+the median time of each, the speed-up and the largest absolute difference. Usage:
+
+    python bench/bench_cohere_features.py [--repeats 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+from _common import print_table
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()  # warm caches, FFT plans and torch's thread pool
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+
+    import torch
+    from transformers import CohereAsrFeatureExtractor
+
+    from dictated.audio.format import int16_to_float32
+    from dictated.engines.cohere.features import compute_features
+    from tests.speech import SENTENCES, compose
+
+    speech = int16_to_float32(compose(list(SENTENCES), 0.8).pcm)
+    reference = CohereAsrFeatureExtractor(dither=0.0)
+    rows = []
+    for seconds in (5, 35):
+        x = speech[: seconds * 16000]
+        ours = compute_features(x)
+        theirs = reference(x, sampling_rate=16000, return_tensors="np")["input_features"][0]
+        diff = float(np.abs(ours.values - theirs).max())
+        t_ours = median_ms(lambda x=x: compute_features(x), args.repeats)
+        t_ref = median_ms(
+            lambda x=x: reference(x, sampling_rate=16000, return_tensors="np"), args.repeats
+        )
+        rows.append([f"{seconds} s", t_ref, t_ours, f"{t_ref / t_ours:.2f}x", f"{diff:.2e}"])
+    print_table(
+        f"Cohere features, median of {args.repeats} (torch threads: {torch.get_num_threads()})",
+        ["clip", "transformers ms", "ours ms", "speed-up", "max abs diff"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
