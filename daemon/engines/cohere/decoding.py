@@ -1,0 +1,159 @@
+"""Greedy decoding policy for Cohere Transcribe, independent of the runtime (after openai/whisper).
+
+Repetition handling follows transformers' definitions exactly (`RepetitionPenaltyLogitsProcessor`,
+`NoRepeatNGramLogitsProcessor` in `generation/logits_process.py`), so that with the PyTorch
+runtime our tokens equal `model.generate(..., repetition_penalty=1.1, no_repeat_ngram_size=3)`:
+the tests compare them. The EOS bias is ours: int8 decoders lose about 2 logits of EOS margin and
+keep talking; +4 on the eos score restored f16 quality upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .runtime import CohereRuntime, EncoderOutput
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    repetition_penalty: float = 1.1  # CTRL-style, over every token consumed (prompt included)
+    no_repeat_ngram_size: int = 3  # 0 disables
+    eos_bias: float = 0.0  # added to the eos score; 0 for fp16/bf16/fp32 decoders, 4 for int8
+    max_new_tokens: int | None = None  # None: as many as the decoder's positions allow
+
+
+@dataclass(frozen=True)
+class DecodingResult:
+    """Output tokens (no prompt, no eos) and what they cost.
+
+    `truncated` is True when decoding stopped at the token limit rather than at eos: the text
+    may be cut short and callers must say so.
+    """
+
+    tokens: tuple[int, ...]
+    truncated: bool
+    decoder_ms: float
+    features_ms: float = 0.0
+    encoder_ms: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return len(self.tokens) / (self.decoder_ms / 1000.0) if self.decoder_ms > 0 else 0.0
+
+    def timings_ms(self) -> dict[str, float]:
+        return {
+            "features": self.features_ms,
+            "encoder": self.encoder_ms,
+            "decoder": self.decoder_ms,
+            "total": self.features_ms + self.encoder_ms + self.decoder_ms,
+            "tokens_per_s": self.tokens_per_s,
+        }
+
+
+class LogitFilter(ABC):
+    @abstractmethod
+    def apply(self, scores: np.ndarray, tokens: Sequence[int]) -> None:
+        """Adjust float32 `scores` (vocab,) in place, given every token consumed so far."""
+
+
+class RepetitionPenalty(LogitFilter):
+    """transformers' rule: a seen token's score is divided by the penalty if positive, else multiplied."""
+
+    def __init__(self, penalty: float):
+        if penalty <= 0:
+            raise ValueError(f"repetition penalty must be > 0, got {penalty}")
+        self.penalty = np.float32(penalty)
+
+    def apply(self, scores: np.ndarray, tokens: Sequence[int]) -> None:
+        seen = np.unique(np.asarray(tokens, dtype=np.int64))
+        seen = seen[(seen >= 0) & (seen < scores.shape[-1])]
+        picked = scores[seen]
+        scores[seen] = np.where(picked < 0, picked * self.penalty, picked / self.penalty)
+
+
+class NoRepeatNGram(LogitFilter):
+    """Ban every token that would complete an n-gram already present (prompt included)."""
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError(f"no-repeat n-gram size must be >= 1, got {size}")
+        self.size = size
+
+    def apply(self, scores: np.ndarray, tokens: Sequence[int]) -> None:
+        if len(tokens) < self.size:
+            return
+        ids = np.asarray(tokens, dtype=np.int64)
+        windows = np.lib.stride_tricks.sliding_window_view(ids, self.size)
+        prefix = ids[len(ids) - self.size + 1 :]
+        banned = windows[(windows[:, :-1] == prefix).all(axis=1), -1]
+        scores[banned[banned < scores.shape[-1]]] = -np.inf
+
+
+class EosBias(LogitFilter):
+    def __init__(self, eos_id: int, bias: float):
+        self.eos_id, self.bias = eos_id, np.float32(bias)
+
+    def apply(self, scores: np.ndarray, tokens: Sequence[int]) -> None:
+        scores[self.eos_id] += self.bias
+
+
+class GreedyDecoder:
+    """Feeds the prompt, then takes the best token per step until eos or the token limit."""
+
+    def __init__(self, options: DecodingOptions, eos_id: int):
+        self.options = options
+        self.eos_id = eos_id
+        filters: list[LogitFilter] = []
+        if options.repetition_penalty != 1.0:
+            filters.append(RepetitionPenalty(options.repetition_penalty))
+        if options.no_repeat_ngram_size > 0:
+            filters.append(NoRepeatNGram(options.no_repeat_ngram_size))
+        if options.eos_bias:
+            filters.append(EosBias(eos_id, options.eos_bias))
+        self.filters = tuple(filters)
+
+    def token_limit(self, runtime: CohereRuntime, prompt_length: int) -> int:
+        """Output tokens allowed: prompt + output never exceed the decoder's positions."""
+        capacity = runtime.max_positions - prompt_length
+        if capacity < 1:
+            raise ValueError(
+                f"a {prompt_length}-token prompt fills all {runtime.max_positions} decoder positions"
+            )
+        limit = self.options.max_new_tokens
+        return capacity if limit is None else max(0, min(limit, capacity))
+
+    def run(
+        self, runtime: CohereRuntime, encoded: EncoderOutput, prompt: Sequence[int]
+    ) -> DecodingResult:
+        start = time.perf_counter()
+        limit = self.token_limit(runtime, len(prompt))
+        tokens = [int(t) for t in prompt]
+        output: list[int] = []
+        session = runtime.start(encoded)
+        scores = session.feed(tokens) if limit else None
+        ended = False
+        while scores is not None:
+            scores = np.array(scores, dtype=np.float32)  # a private copy the filters may edit
+            for f in self.filters:
+                f.apply(scores, tokens)
+            best = int(np.argmax(scores))
+            if best == self.eos_id:
+                ended = True
+                break
+            output.append(best)
+            tokens.append(best)
+            scores = session.feed([best]) if len(output) < limit else None
+        decoder_ms = (time.perf_counter() - start) * 1000.0
+        if not ended:
+            log.warning(
+                "decoding stopped at the %d-token limit before end of text: truncated", limit
+            )
+        return DecodingResult(tokens=tuple(output), truncated=not ended, decoder_ms=decoder_ms)

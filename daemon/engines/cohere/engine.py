@@ -1,0 +1,150 @@
+"""Cohere Transcribe engines: features -> runtime -> greedy decoding -> tokenizer.
+
+`CohereEngine` is generic over the runtime; `CohereTorchEngine` (`--engine cohere-torch`) loads the
+PyTorch one. This module imports neither torch nor transformers at import time: the registry
+imports it to ask `unavailable_reason` for `--engine auto`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ...audio.format import SAMPLE_RATE
+from ...errors import AudioError, MissingDependencyError, ModelError
+from ..base import Engine, EngineOptions, Transcript
+from .checkpoint import DEFAULT_REPO, cached_checkpoint, checkpoint_problem
+from .decoding import DecodingOptions, GreedyDecoder
+from .features import HOP_LENGTH, MIN_SAMPLES, compute_features, pad_features
+from .runtime import CohereRuntime
+from .tokenizer import LANGUAGES, CohereTokenizer
+
+log = logging.getLogger(__name__)
+
+INT8_EOS_BIAS = 4.0  # int8 decoders lose ~2 logits of EOS margin; +4 restored f16 quality upstream
+
+
+def default_eos_bias(decoder_precision: str) -> float:
+    return INT8_EOS_BIAS if decoder_precision == "int8" else 0.0
+
+
+class CohereEngine(Engine):
+    """One utterance at a time through the shared Cohere pipeline; the runtime is the only variable."""
+
+    name: ClassVar[str] = "cohere"
+    languages: ClassVar[tuple[str, ...]] = LANGUAGES
+
+    def __init__(self, runtime: CohereRuntime, tokenizer: CohereTokenizer, options: EngineOptions):
+        self.runtime = runtime
+        self.tokenizer = tokenizer
+        self.options = options
+        eos_bias = (
+            options.eos_bias
+            if options.eos_bias is not None
+            else default_eos_bias(runtime.decoder_precision)
+        )
+        self.decoding = DecodingOptions(eos_bias=eos_bias)
+        self.decoder = GreedyDecoder(self.decoding, tokenizer.eos_id)
+
+    def with_decoding(self, **changes) -> None:
+        """Override decoding options (e.g. `max_new_tokens`) for later utterances."""
+        self.decoding = dataclasses.replace(self.decoding, **changes)
+        self.decoder = GreedyDecoder(self.decoding, self.tokenizer.eos_id)
+
+    def transcribe(self, pcm: np.ndarray, language: str | None = None) -> Transcript:
+        lang = self.check_language(language)
+        prompt = self.tokenizer.prompt(lang, self.options.punctuation)
+        if len(pcm) < MIN_SAMPLES:  # under 20 ms: no frames to normalise, nothing to say
+            log.debug("utterance of %d samples is too short to transcribe", len(pcm))
+            return Transcript(text="", language=lang)
+
+        start = time.perf_counter()
+        features = compute_features(pcm)
+        values = features.values
+        limit = self.runtime.max_feature_frames()
+        if values.shape[0] > limit:
+            if features.valid_frames > limit:
+                raise AudioError(
+                    f"utterance of {len(pcm) / SAMPLE_RATE:.1f} s is longer than the encoder's "
+                    f"{limit * HOP_LENGTH / SAMPLE_RATE:.0f} s; split it first (chunking.split_long_audio)"
+                )
+            values = pad_features(values, limit, features.valid_frames)
+        encode_start = time.perf_counter()
+        encoded = self.runtime.encode(values, features.valid_frames)
+        decode_start = time.perf_counter()
+        result = self.decoder.run(self.runtime, encoded, prompt)
+        result = dataclasses.replace(
+            result,
+            features_ms=(encode_start - start) * 1000.0,
+            encoder_ms=(decode_start - encode_start) * 1000.0,
+        )
+        text = self.tokenizer.decode(result.tokens)
+        return Transcript(
+            text=text,
+            language=lang,
+            tokens=result.tokens,
+            timings_ms=result.timings_ms(),
+            truncated=result.truncated,
+        )
+
+    def warmup(self) -> None:
+        self.transcribe(np.zeros(16000, dtype=np.float32), self.default_language)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+class CohereTorchEngine(CohereEngine):
+    """Cohere Transcribe on PyTorch via transformers (`pip install 'dictated[torch]'`)."""
+
+    name: ClassVar[str] = "cohere-torch"
+
+    @classmethod
+    def load(cls, options: EngineOptions) -> CohereTorchEngine:
+        _require_torch()
+        try:
+            from .runtime_torch import TorchRuntime, load_torch_model
+        except ImportError as exc:  # transformers older than 5.4 has no CohereAsr classes
+            raise MissingDependencyError(
+                "transformers>=5.4",
+                f"the cohere-torch engine ({exc})",
+                "pip install -U 'dictated[torch]'",
+            ) from exc
+
+        model_dir = load_torch_model(options.model, options)
+        tokenizer = CohereTokenizer.from_dir(model_dir)
+        runtime = TorchRuntime.from_pretrained(model_dir, options.device, options.compute_type)
+        if tokenizer.vocab_size != runtime.model.config.vocab_size:
+            raise ModelError(
+                f"{model_dir}: the tokenizer has {tokenizer.vocab_size} pieces but the model "
+                f"{runtime.model.config.vocab_size} outputs"
+            )
+        return cls(runtime, tokenizer, options)
+
+    @classmethod
+    def unavailable_reason(cls, options: EngineOptions) -> str | None:
+        """None only if torch and transformers are installed and the model is already local."""
+        missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{' and '.join(missing)} not installed (pip install 'dictated[torch]')"
+        model = options.model
+        if model is not None and (Path(model).expanduser().exists() or model.count("/") != 1):
+            return checkpoint_problem(Path(model).expanduser())
+        repo = model or DEFAULT_REPO
+        if cached_checkpoint(repo, options.cache_dir) is None:
+            return f"{repo} is not downloaded (it is gated: accept its license, `hf auth login`, then use it once)"
+        return None
+
+
+def _require_torch() -> None:
+    for module in ("torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(
+                module, "the cohere-torch engine", "pip install 'dictated[torch]'"
+            )

@@ -1,0 +1,189 @@
+"""Greedy decoding on the torch runtime against transformers' `generate` on tiny seeded models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import speech
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from cohere_fixtures import load_tiny_model, make_tiny_cohere_dir, train_tiny_tokenizer  # noqa: E402
+from transformers.generation.logits_process import (  # noqa: E402
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+)
+
+from dictated.engines.cohere.decoding import (  # noqa: E402
+    DecodingOptions,
+    GreedyDecoder,
+    NoRepeatNGram,
+    RepetitionPenalty,
+)
+from dictated.engines.cohere.features import Features, compute_features  # noqa: E402
+from dictated.engines.cohere.runtime_torch import TorchRuntime  # noqa: E402
+from dictated.engines.cohere.tokenizer import CohereTokenizer  # noqa: E402
+
+MAX_POSITIONS = 64  # the tiny models' decoder capacity: 10 prompt + 54 output tokens
+EOS = 3
+
+
+@pytest.fixture(scope="module")
+def tokenizer_model(tmp_path_factory):
+    return train_tiny_tokenizer(tmp_path_factory.mktemp("tok") / "tokenizer.model")
+
+
+@pytest.fixture(scope="module")
+def make_dir(tmp_path_factory, tokenizer_model):
+    built = {}
+
+    def make(seed: int, eos_bias: float = 0.0):
+        if (seed, eos_bias) not in built:
+            path = tmp_path_factory.mktemp(f"tiny{seed}")
+            built[seed, eos_bias] = make_tiny_cohere_dir(
+                path, seed, eos_bias=eos_bias, tokenizer_model=tokenizer_model
+            )
+        return built[seed, eos_bias]
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[Features]:
+    return [compute_features(speech.synthesize(s)) for s in speech.SENTENCES[:3]]
+
+
+def reference_tokens(
+    model, features: Features, prompt: list[int], max_new_tokens: int, **kw
+) -> list[int]:
+    """transformers' greedy generate with the Cohere settings; new tokens only (eos included)."""
+    x = torch.from_numpy(features.values)[None]
+    mask = torch.zeros(1, x.shape[1], dtype=torch.long)
+    mask[:, : features.valid_frames] = 1
+    out = model.generate(
+        input_features=x,
+        attention_mask=mask,
+        decoder_input_ids=torch.tensor([prompt]),
+        repetition_penalty=1.1,
+        no_repeat_ngram_size=3,
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        **kw,
+    )
+    assert out[0, : len(prompt)].tolist() == prompt  # generate prepended nothing
+    return out[0, len(prompt) :].tolist()
+
+
+def our_tokens(model_dir, features: Features, prompt: list[int], **options):
+    runtime = TorchRuntime.from_pretrained(model_dir, device="cpu")
+    decoder = GreedyDecoder(DecodingOptions(**options), EOS)
+    result = decoder.run(runtime, runtime.encode(features.values, features.valid_frames), prompt)
+    return list(result.tokens) + ([] if result.truncated else [EOS]), result
+
+
+def prompt_for(model_dir, language: str = "en") -> list[int]:
+    return CohereTokenizer.from_dir(model_dir).prompt(language)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tokens_equal_generate(make_dir, clips, seed):
+    model_dir = make_dir(seed)
+    model = load_tiny_model(model_dir)
+    outputs = []
+    for clip, language in zip(clips, ["en", "fr", "ja"], strict=True):
+        prompt = prompt_for(model_dir, language)
+        ref = reference_tokens(model, clip, prompt, 20)
+        ours, result = our_tokens(model_dir, clip, prompt, max_new_tokens=20)
+        assert ours == ref
+        assert result.truncated == (ref[-1] != EOS)
+        outputs.append(tuple(ref))
+    assert len(set(outputs)) > 1, (
+        "the audio must steer the tokens, or parity proves nothing about the encoder"
+    )
+
+
+def test_stops_at_eos_like_generate(make_dir, clips):
+    stopped = 0
+    for seed in (1, 2):
+        model_dir = make_dir(seed, eos_bias=1.0)
+        model = load_tiny_model(model_dir)
+        prompt = prompt_for(model_dir)
+        for clip in clips:
+            ref = reference_tokens(model, clip, prompt, 40)
+            ours, result = our_tokens(model_dir, clip, prompt, max_new_tokens=40)
+            assert ours == ref
+            if ref[-1] == EOS and len(ref) >= 3:
+                stopped += 1
+                assert not result.truncated
+    assert stopped >= 2, "the biased models should end with eos after a few tokens"
+
+
+def test_cap_from_decoder_positions_truncates_like_generate(make_dir, clips):
+    model_dir = make_dir(0)
+    prompt = prompt_for(model_dir)
+    ref = reference_tokens(
+        load_tiny_model(model_dir), clips[0], prompt, MAX_POSITIONS - len(prompt)
+    )
+    assert EOS not in ref and len(ref) == MAX_POSITIONS - len(prompt)
+    ours, result = our_tokens(model_dir, clips[0], prompt)  # no max_new_tokens: capacity decides
+    assert ours == ref
+    assert result.truncated and len(result.tokens) == MAX_POSITIONS - len(prompt)
+
+
+def test_eos_bias_is_transformers_sequence_bias_on_eos(make_dir, clips):
+    model_dir = make_dir(2)
+    model = load_tiny_model(model_dir)
+    prompt = prompt_for(model_dir)
+    for bias in (0.5, 1.0):
+        ref = reference_tokens(model, clips[1], prompt, 30, sequence_bias={(EOS,): bias})
+        ours, _ = our_tokens(model_dir, clips[1], prompt, max_new_tokens=30, eos_bias=bias)
+        assert ours == ref
+    assert ours[-1] == EOS  # the largest bias ends the text early
+
+
+def test_masked_frames_do_not_count(make_dir, clips):
+    """Frames beyond the valid length must not change the tokens (cross-attention mask)."""
+    model_dir = make_dir(0)
+    prompt = prompt_for(model_dir)
+    clip = clips[0]
+    rng = np.random.default_rng(0)
+    padded = clip.values.copy()
+    padded[clip.valid_frames :] = rng.normal(size=padded[clip.valid_frames :].shape)
+    padded = np.concatenate([padded, 3 * rng.normal(size=(600, 128)).astype(np.float32)])
+    base, _ = our_tokens(model_dir, clip, prompt, max_new_tokens=20)
+    moved, _ = our_tokens(model_dir, Features(padded, clip.valid_frames), prompt, max_new_tokens=20)
+    assert moved == base
+    unmasked, _ = our_tokens(model_dir, Features(padded, len(padded)), prompt, max_new_tokens=20)
+    assert unmasked != base, (
+        "the padding must matter when it is not masked, or this test proves nothing"
+    )
+
+
+def random_histories(rng, vocab: int, count: int):
+    for _ in range(count):
+        length = int(rng.integers(1, 40))
+        yield rng.integers(0, vocab, size=length)  # a small vocab makes repeats likely
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_filters_equal_transformers_processors(seed):
+    rng = np.random.default_rng(seed)
+    vocab = 12
+    for history in random_histories(rng, vocab, 50):
+        scores = rng.normal(size=vocab).astype(np.float32)
+        ids = torch.from_numpy(history)[None]
+        for ours, theirs in (
+            (RepetitionPenalty(1.1), RepetitionPenaltyLogitsProcessor(1.1)),
+            (NoRepeatNGram(3), NoRepeatNGramLogitsProcessor(3)),
+        ):
+            expected = theirs(ids, torch.from_numpy(scores.copy())[None])[0].numpy()
+            got = scores.copy()
+            ours.apply(got, history.tolist())
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_prompt_that_fills_the_decoder_is_an_error(make_dir):
+    runtime = TorchRuntime.from_pretrained(make_dir(0), device="cpu")
+    with pytest.raises(ValueError, match="positions"):
+        GreedyDecoder(DecodingOptions(), EOS).token_limit(runtime, MAX_POSITIONS)
