@@ -1,0 +1,459 @@
+"""Cut a 16 kHz int16 stream into utterances with webrtcvad on 30 ms frames.
+
+webrtcvad judges one frame at a time and keeps calling frames speech for a few frames after any
+transient (its overhang), so one keyboard click reads as three or four voiced frames. The
+segmenter therefore never acts on a single frame. Per frame it keeps one decision, "voiced":
+webrtcvad says speech *and* the frame is `energy_gate_db` above the noise floor (which strips the
+overhang that follows a click). Over those decisions it keeps two sliding windows:
+
+- an utterance starts when at least `start_ratio` of the last `start_window_ms` is voiced; it
+  reaches back to where that speech began, plus `preroll_ms`, so first words are not clipped;
+- speech continues while at least `end_ratio` of the last `end_window_ms` is voiced -- a lower
+  ratio over a longer window (hysteresis), so one unvoiced frame, a gap between words or noisy
+  speech that is half unvoiced changes nothing, while clicks and short bursts stay below it;
+- the utterance ends once speech has not been going on for `hangover_ms` (the end window takes
+  ~0.2 s to fall below its ratio after the last voiced frame, so with the defaults an utterance
+  closes ~0.8 s after speech stops); `SpeechPaused` is reported after `pause_ms` without a voiced
+  frame (where speculative decoding can start);
+- utterances with fewer than `min_speech_ms` of voiced frames are blips and are dropped
+  (`SpeechStarted` is only reported once an utterance has that much, so no start dangles);
+- no utterance exceeds `max_utterance_s`: at the cap it is cut at the longest unvoiced run (the
+  quietest frame when there is none) in the last `cut_search_ms` and the rest carries on.
+
+This runs for every 30 ms of audio all day, so the per-frame path is integer bookkeeping around
+one webrtcvad call; numpy runs once per push (frame energies) and at the rare length cut.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+
+from .audio.format import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, MAX_UTTERANCE_S, SAMPLE_RATE
+from .errors import AudioError, ConfigError
+from .events import (
+    EndReason,
+    SegmenterEvent,
+    SpeechPaused,
+    SpeechStarted,
+    Utterance,
+    UtteranceEnded,
+)
+
+log = logging.getLogger(__name__)
+
+# Frame energies are sums of squares over one 480-sample frame.
+_FULL_SCALE_ENERGY = 32768.0**2 * FRAME_SAMPLES
+# Below -70 dBFS RMS nothing is speech (digital silence, a muted input); also the lowest the noise
+# floor estimate may fall, so the relative gate means something over digital silence.
+_ABSOLUTE_FLOOR = _FULL_SCALE_ENERGY * 10 ** (-70 / 10)
+# The noise floor is the mean energy of the frames webrtcvad calls non-speech (an exponential
+# average with a time constant of ~20 frames, 0.6 s): the mean, not the minimum, because in
+# fluctuating (pink, fan, street) noise the minimum sits far below the frames a click's overhang
+# is made of. A frame far quieter than the estimate (the room went quiet, or the very first frame)
+# pulls it straight down to _FLOOR_SNAP above that frame.
+_FLOOR_ALPHA = 0.05
+_FLOOR_SNAP = 10 ** (6 / 10)
+# Frames whose energies push() computes in one numpy pass (~1 MB of float32 at a time).
+_ENERGY_BATCH = 512
+# How far before the start window an utterance's onset is looked for (see Segmenter._onset).
+_ONSET_LOOKBACK_MS = 1000
+
+
+@dataclass(frozen=True)
+class SegmenterOptions:
+    """Segmentation knobs (config section `[segmenter]`). Durations round up to whole 30 ms frames."""
+
+    aggressiveness: int = 3  # webrtcvad mode 0-3; 3 rejects the most non-speech
+    preroll_ms: int = 400  # audio kept before the onset so first words are not clipped
+    start_window_ms: int = 300  # window whose voiced fraction starts an utterance ...
+    start_ratio: float = 0.8  # ... when it reaches this
+    end_window_ms: int = 450  # window whose voiced fraction keeps speech going ...
+    end_ratio: float = 0.5  # ... while it stays at least this
+    hangover_ms: int = 600  # an utterance ends after this long without speech going on
+    pause_ms: int = 240  # SpeechPaused after this long without a voiced frame (capped by hangover)
+    min_speech_ms: int = 300  # utterances with less voiced audio than this are dropped as blips
+    max_utterance_s: float = MAX_UTTERANCE_S  # hard cap; longer speech is cut and carried on
+    cut_search_ms: int = 6000  # how far back from the cap to look for a pause to cut at
+    energy_gate_db: float = 3.0  # a voiced frame must be this far above the noise floor (0: off)
+
+    def __post_init__(self) -> None:
+        _check_int("aggressiveness", self.aggressiveness, 0, 3)
+        _check_int("preroll_ms", self.preroll_ms, 300, 5000)
+        _check_int("start_window_ms", self.start_window_ms, 60, 3000)
+        _check_ratio("start_ratio", self.start_ratio)
+        _check_int("end_window_ms", self.end_window_ms, 60, 3000)
+        _check_ratio("end_ratio", self.end_ratio)
+        if self.end_ratio > self.start_ratio:
+            raise ConfigError(
+                f"segmenter.end_ratio must not exceed segmenter.start_ratio ({self.start_ratio}), "
+                f"got {self.end_ratio}"
+            )
+        _check_int("hangover_ms", self.hangover_ms, 90, 10_000)
+        _check_int("pause_ms", self.pause_ms, FRAME_MS, 10_000)
+        _check_int("min_speech_ms", self.min_speech_ms, 0, 10_000)
+        _check_number("max_utterance_s", self.max_utterance_s)
+        if not 5.0 <= self.max_utterance_s <= MAX_UTTERANCE_S:
+            raise ConfigError(
+                f"segmenter.max_utterance_s must be between 5 and {MAX_UTTERANCE_S:g} s "
+                f"(the engines' window), got {self.max_utterance_s}"
+            )
+        _check_int("cut_search_ms", self.cut_search_ms, 300, int(self.max_utterance_s * 500))
+        _check_number("energy_gate_db", self.energy_gate_db)
+        if not 0.0 <= self.energy_gate_db <= 30.0:
+            raise ConfigError(
+                f"segmenter.energy_gate_db must be between 0 and 30 dB, got {self.energy_gate_db}"
+            )
+
+    @property
+    def max_frames(self) -> int:
+        return int(self.max_utterance_s * 1000) // FRAME_MS  # rounds down: never over the cap
+
+
+def _frames(ms: float) -> int:
+    return max(1, math.ceil(ms / FRAME_MS))
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"segmenter.{name} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"segmenter.{name} must be between {lo} and {hi}, got {value}")
+
+
+def _check_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"segmenter.{name} must be a number, got {value!r}")
+
+
+def _check_ratio(name: str, value: object) -> None:
+    _check_number(name, value)
+    if not 0.0 < value <= 1.0:  # type: ignore[operator]
+        raise ConfigError(f"segmenter.{name} must be above 0 and at most 1, got {value}")
+
+
+class Segmenter:
+    """Feed PCM with `push`, get SpeechStarted / SpeechPaused / UtteranceEnded events back.
+
+    Not thread-safe: one owner (the daemon's loop) pushes. `flush` at end of input or shutdown.
+    """
+
+    def __init__(self, options: SegmenterOptions | None = None):
+        self.options = options = options or SegmenterOptions()
+        self._vad = webrtcvad.Vad(options.aggressiveness)
+        self._ws = ws = _frames(options.start_window_ms)
+        self._we = we = _frames(options.end_window_ms)
+        self._start_count = math.ceil(options.start_ratio * ws - 1e-9)
+        self._end_count = math.ceil(options.end_ratio * we - 1e-9)
+        self._hangover = _frames(options.hangover_ms)
+        self._pause = min(_frames(options.pause_ms), self._hangover)
+        self._min_voiced = math.ceil(options.min_speech_ms / FRAME_MS)
+        self._max_frames = options.max_frames
+        self._search = _frames(options.cut_search_ms)
+        self._preroll_frames = _frames(options.preroll_ms)
+        self._gate = 10 ** (options.energy_gate_db / 10)
+        self._floor = _FULL_SCALE_ENERGY  # noise floor estimate; the first frames pull it down
+
+        self.frames_processed = 0  # 30 ms frames judged by webrtcvad since creation
+        self.voiced_frames = 0  # of which webrtcvad called speech, above the energy gate
+        self.utterances_emitted = 0
+        self.blips_dropped = 0
+        self.length_cuts = 0
+
+        self._partial = b""  # bytes of a frame not yet complete
+        self._pos = 0  # stream offset (samples) of the next frame's first sample
+        # The last max(ws, we) decisions in a ring; both windows' voiced counts kept incrementally.
+        self._dn = max(ws, we)
+        self._decisions = bytearray(self._dn)
+        self._di = 0
+        self._scount = 0
+        self._ecount = 0
+        # Before an utterance: enough recent frames to find where the speech that triggered a
+        # start really began (scattered voicing can precede the trigger) and go pre-roll further.
+        keep = self._preroll_frames + ws + _frames(_ONSET_LOOKBACK_MS)
+        self._ring_audio: deque[bytes] = deque(maxlen=keep)
+        self._ring_flags: deque[int] = deque(maxlen=keep)
+        self._ring_start = 0  # stream offset of the ring's oldest frame
+        self._open = False
+        self._reset_utterance()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def in_speech(self) -> bool:
+        """True between SpeechStarted and the UtteranceEnded that closes it."""
+        return self._open and self._confirmed
+
+    @property
+    def stream_samples(self) -> int:
+        """Samples consumed so far (complete frames plus any buffered partial frame)."""
+        return self._pos + len(self._partial) // 2
+
+    def current_audio(self) -> np.ndarray:
+        """A copy of the open utterance so far (empty when none is open), for speculative decoding."""
+        if not self._open:
+            return np.zeros(0, dtype=np.int16)
+        return np.frombuffer(bytes(self._audio), dtype=np.int16)
+
+    def push(self, pcm: np.ndarray) -> list[SegmenterEvent]:
+        """Consume int16 mono samples of any length; return the events they complete, in order."""
+        if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
+            if isinstance(pcm, np.ndarray):
+                kind = f"a {pcm.dtype} array of shape {pcm.shape}"
+            else:
+                kind = type(pcm).__name__
+            raise AudioError(f"segmenter expects 1-D int16 PCM at {SAMPLE_RATE} Hz, got {kind}")
+        events: list[SegmenterEvent] = []
+        data = self._partial + pcm.tobytes() if self._partial else pcm.tobytes()
+        n = len(data) // FRAME_BYTES
+        for first in range(0, n, _ENERGY_BATCH):  # batches bound the float copy of a huge push
+            count = min(_ENERGY_BATCH, n - first)
+            x = np.frombuffer(
+                data, dtype=np.int16, count=count * FRAME_SAMPLES, offset=first * FRAME_BYTES
+            )
+            x = x.astype(np.float32).reshape(count, FRAME_SAMPLES)
+            energies = np.einsum("ij,ij->i", x, x).tolist()  # one numpy pass per batch
+            for k in range(count):
+                off = (first + k) * FRAME_BYTES
+                self._frame(data[off : off + FRAME_BYTES], energies[k], events)
+        self._partial = data[n * FRAME_BYTES :]
+        return events
+
+    def flush(self) -> list[SegmenterEvent]:
+        """End of input or shutdown: close the open utterance (reason `end_of_input`).
+
+        A trailing partial frame joins the open utterance unjudged. An utterance that has not yet
+        reached `min_speech_ms` of voicing is a blip and is dropped, as it would be mid-stream.
+        The stream position carries on, so pushing after a flush keeps offsets monotonic.
+        """
+        events: list[SegmenterEvent] = []
+        if self._open:
+            self._audio += self._partial
+            self._close("end_of_input", events)
+        self._pos += len(self._partial) // 2
+        self._partial = b""
+        self._decisions[:] = bytes(self._dn)
+        self._scount = self._ecount = 0
+        self._ring_audio.clear()
+        self._ring_flags.clear()
+        return events
+
+    # -- per-frame path -----------------------------------------------------------------------
+
+    def _frame(self, frame: bytes, energy: float, events: list[SegmenterEvent]) -> None:
+        # Every frame goes through webrtcvad: it adapts its own noise model on all of them.
+        speech = self._vad.is_speech(frame, SAMPLE_RATE, FRAME_SAMPLES)
+        floor = self._floor
+        if not speech:
+            floor += _FLOOR_ALPHA * (energy - floor)
+        if energy * _FLOOR_SNAP < floor:
+            floor = energy * _FLOOR_SNAP
+        if floor < _ABSOLUTE_FLOOR:
+            floor = _ABSOLUTE_FLOOR
+        self._floor = floor
+        voiced = 1 if speech and energy >= floor * self._gate else 0
+
+        start = self._pos
+        self._pos += FRAME_SAMPLES
+        self.frames_processed += 1
+        self.voiced_frames += voiced
+        ring, i, n = self._decisions, self._di, self._dn
+        self._scount += voiced - ring[(i - self._ws) % n]  # the decision leaving each window
+        self._ecount += voiced - ring[(i - self._we) % n]
+        ring[i] = voiced
+        self._di = i + 1 if i + 1 < n else 0
+
+        if not self._open:
+            if not self._ring_audio:
+                self._ring_start = start
+            elif len(self._ring_audio) == self._ring_audio.maxlen:
+                self._ring_start += FRAME_SAMPLES
+            self._ring_audio.append(frame)
+            self._ring_flags.append(voiced)
+            if self._scount >= self._start_count:
+                self._begin(events)
+            return
+
+        self._audio += frame
+        self._flags.append(voiced)
+        if voiced:
+            self._voiced += 1
+            self._speech_end = self._pos
+        if self._ecount >= self._end_count:
+            self._quiet = 0
+            self._paused = False
+        else:
+            self._quiet += 1
+            # Once per quiet stretch, when nothing has been voiced for pause_ms.
+            if (
+                not self._paused
+                and self._confirmed
+                and self._pos - self._speech_end >= self._pause * FRAME_SAMPLES
+            ):
+                self._paused = True
+                events.append(SpeechPaused(self._speech_end))
+            if self._quiet >= self._hangover:
+                self._close("silence", events)
+                return
+        if not self._confirmed and self._voiced >= self._min_voiced:
+            self._confirm(events)
+        if len(self._flags) >= self._max_frames:
+            self._cut(events)
+
+    # -- utterance bookkeeping ------------------------------------------------------------------
+
+    def _reset_utterance(self) -> None:
+        self._audio = bytearray()
+        self._flags = bytearray()  # voiced decision per frame of the open utterance
+        self._start = 0
+        self._voiced = 0
+        self._speech_end = 0
+        self._quiet = 0
+        self._paused = False
+        self._confirmed = False
+
+    def _begin(self, events: list[SegmenterEvent]) -> None:
+        self._open = True
+        flags = self._ring_flags
+        # Speech usually begins partway into the frame before the first voiced one, so the
+        # pre-roll is counted from that frame.
+        first = max(0, self._onset(flags) - 1 - self._preroll_frames)
+        self._start = self._ring_start + first * FRAME_SAMPLES
+        self._audio = bytearray(b"".join(itertools.islice(self._ring_audio, first, None)))
+        self._flags = bytearray(itertools.islice(flags, first, None))
+        self._voiced = sum(self._flags)
+        self._speech_end = self._start + (self._flags.rfind(1) + 1) * FRAME_SAMPLES
+        self._quiet = 0
+        self._ring_audio.clear()
+        self._ring_flags.clear()
+        if self._voiced >= self._min_voiced:
+            self._confirm(events)
+
+    def _onset(self, flags: deque[int]) -> int:
+        """Ring index of the first voiced frame of the speech that just triggered a start.
+
+        From the first voiced frame of the start window, walk back over earlier voiced frames
+        until a whole start window of unvoiced frames separates them from the speech.
+        """
+        n = len(flags)
+        window = range(max(0, n - self._ws), n)
+        onset = next((i for i in window if flags[i]), window.start)
+        gap = 0
+        for i in range(onset - 1, -1, -1):
+            if flags[i]:
+                onset, gap = i, 0
+            else:
+                gap += 1
+                if gap >= self._ws:
+                    break
+        return onset
+
+    def _confirm(self, events: list[SegmenterEvent]) -> None:
+        self._confirmed = True
+        events.append(SpeechStarted(self._start))
+        log.debug("speech started at sample %d", self._start)
+
+    def _close(self, reason: EndReason, events: list[SegmenterEvent]) -> None:
+        if self._confirmed:
+            self._emit(bytes(self._audio), self._start, self._speech_end, reason, events)
+        else:
+            self.blips_dropped += 1
+            log.debug("dropped a blip of %d voiced frames at sample %d", self._voiced, self._start)
+        # The unvoiced tail seeds the next pre-roll, so speech that resumes soon after still gets
+        # its full pre-roll; utterances may overlap there, but never in voiced audio.
+        n = len(self._flags)
+        first = max(self._flags.rfind(1) + 1, n - self._ring_audio.maxlen)
+        self._ring_audio.clear()
+        self._ring_flags.clear()
+        for k in range(first, n):
+            self._ring_audio.append(bytes(self._audio[k * FRAME_BYTES : (k + 1) * FRAME_BYTES]))
+            self._ring_flags.append(0)
+        self._ring_start = self._start + first * FRAME_SAMPLES
+        # The next utterance needs voicing of its own to start.
+        self._decisions[:] = bytes(self._dn)
+        self._scount = self._ecount = 0
+        self._open = False
+        self._reset_utterance()
+
+    def _emit(
+        self,
+        audio: bytes,
+        start: int,
+        speech_end: int,
+        reason: EndReason,
+        events: list[SegmenterEvent],
+    ) -> None:
+        utt = Utterance(
+            index=self.utterances_emitted,
+            pcm=np.frombuffer(audio, dtype=np.int16),
+            start_sample=start,
+            speech_end_sample=speech_end,
+            reason=reason,
+        )
+        self.utterances_emitted += 1
+        events.append(UtteranceEnded(utt))
+        log.debug(
+            "utterance %d: %.2f s from sample %d (%s)", utt.index, utt.duration_s, start, reason
+        )
+
+    def _cut(self, events: list[SegmenterEvent]) -> None:
+        """At the length cap: end the utterance at the best pause nearby, carry the rest on."""
+        cut = self._cut_frame()
+        flags = self._flags
+        head_end = self._start + cut * FRAME_SAMPLES
+        last = flags.rfind(1, 0, cut)
+        speech_end = self._start + (last + 1) * FRAME_SAMPLES if last >= 0 else self._start
+        self.length_cuts += 1
+        if self._confirmed:
+            head = bytes(self._audio[: cut * FRAME_BYTES])
+            self._emit(head, self._start, speech_end, "max_length", events)
+        else:
+            self.blips_dropped += 1
+        # The remainder is an utterance of its own, already under way.
+        self._audio = self._audio[cut * FRAME_BYTES :]
+        self._flags = flags[cut:]
+        self._start = head_end
+        self._voiced = sum(self._flags)
+        last = self._flags.rfind(1)
+        self._speech_end = self._start + (last + 1) * FRAME_SAMPLES if last >= 0 else head_end
+        self._confirmed = False
+        if self._voiced >= self._min_voiced:
+            self._confirm(events)
+
+    def _cut_frame(self) -> int:
+        """Index of the first frame of the carried-on part, within the last `cut_search_ms`.
+
+        The longest run of unvoiced frames wins (ties: the quieter run); the cut leaves up to
+        `preroll_ms` of that run in front of the speech that follows. With no unvoiced frame in
+        reach, cut after the quietest frame.
+        """
+        n = len(self._flags)
+        lo = max(1, n - self._search)
+        energy = self._frame_energies(lo, n)
+        best_len, best_start, best_energy = 0, -1, math.inf
+        run = 0
+        for k in range(lo, n + 1):
+            if k < n and self._flags[k] == 0:
+                run += 1
+                continue
+            if run:
+                s = k - run
+                e = float(energy[s - lo : k - lo].mean())
+                if run > best_len or (run == best_len and e < best_energy):
+                    best_len, best_start, best_energy = run, s, e
+            run = 0
+        if best_len == 0:
+            return lo + int(np.argmin(energy)) + 1
+        run_end = best_start + best_len
+        return run_end - min(self._preroll_frames, best_len // 2)
+
+    def _frame_energies(self, lo: int, hi: int) -> np.ndarray:
+        x = np.frombuffer(self._audio, dtype=np.int16)[lo * FRAME_SAMPLES : hi * FRAME_SAMPLES]
+        x = x.astype(np.float32).reshape(hi - lo, FRAME_SAMPLES)
+        return np.einsum("ij,ij->i", x, x)
