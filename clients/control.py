@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import zmq
+
 from dictated.protocol import (
     CONTROL_SOCKET,
     ProtocolError,
@@ -38,6 +40,12 @@ class ControlClient:
 
         A fresh REQ socket per request: a timed-out REQ socket cannot be reused.
         """
+        if self.endpoint.startswith("ipc://") and not os.path.exists(
+            self.endpoint[len("ipc://") :]
+        ):
+            raise DaemonUnavailable(
+                f"no dictated daemon is running (no socket at {self.endpoint}); start one with `dictated run`"
+            )
         sock = self._context.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVTIMEO, self.timeout_ms)

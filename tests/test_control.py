@@ -161,7 +161,7 @@ def test_admin_command_without_a_daemon_says_so(isolated_env):
         text=True,
         timeout=30,
     )
-    assert result.returncode == 1 and "no dictated daemon answered" in result.stderr
+    assert result.returncode == 1 and "no dictated daemon is running" in result.stderr
 
 
 def test_second_daemon_is_refused(stdin_daemon):

@@ -178,3 +178,60 @@ def test_wer_through_the_daemon_matches_faster_whisper_on_the_same_clips(
     direct_wer = jiwer.wer(reference, [normalise(t) for t in direct])
     print(f"WER daemon {daemon_wer:.3f} vs faster-whisper {direct_wer:.3f}")
     assert daemon_wer <= direct_wer + 0.015, (daemon_text, direct)
+
+
+def test_cohere_torch_engine_in_the_daemon(isolated_env, subscriber, tmp_path):
+    """The Cohere engine plugs into the daemon unchanged: one transcript per utterance, with tokens
+    identical to what the engine produces in-process on the same utterance audio."""
+    from tests.cohere_fixtures import make_tiny_cohere_dir
+
+    model_dir = make_tiny_cohere_dir(tmp_path / "tiny", seed=1, eos_bias=2.0)
+    sub, endpoint = subscriber
+    proc = subprocess.Popen(
+        daemon_command(
+            "--source",
+            f"file:{DEMO_WAV}",
+            "--engine",
+            "cohere-torch",
+            "--model",
+            str(model_dir),
+            "--pub",
+            endpoint,
+            "--linger",
+            "1",
+        ),
+        env=isolated_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    events = collect_until_exit(proc, sub)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr.decode()
+    transcripts = [body for topic, body in events if topic == "transcript"]
+    sentences = [line for line in DEMO_TXT.read_text().splitlines() if line.strip()]
+    assert len(transcripts) == len(sentences)
+    assert all(t["engine"] == "cohere-torch" and t["tokens"] for t in transcripts)
+    assert {"engine_features", "engine_encoder", "engine_decoder"} <= set(
+        transcripts[0]["timings_ms"]
+    )
+
+    # the same utterances through `dictated transcribe` (same segmenter, same engine) agree
+    result = subprocess.run(
+        [
+            *daemon_command()[:-1],
+            "transcribe",
+            str(DEMO_WAV),
+            "--engine",
+            "cohere-torch",
+            "--model",
+            str(model_dir),
+            "--json",
+        ],
+        env=isolated_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    offline = [json.loads(line)["tokens"] for line in result.stdout.splitlines()]
+    assert offline == [t["tokens"] for t in transcripts]
