@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from dictated.clients.control import ControlClient, DaemonUnavailable
 from dictated.protocol import CONTROL_SOCKET, EVENTS_SOCKET, default_endpoint
+
+REPO = Path(__file__).resolve().parent.parent
+#: the issue's minimum schema for a `transcript` event
+TRANSCRIPT_SCHEMA = (
+    "v",
+    "seq",
+    "id",
+    "text",
+    "language",
+    "start",
+    "end",
+    "audio_s",
+    "latency_ms",
+    "engine",
+    "truncated",
+    "reason",
+)
+
+
+def daemon_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dictated", "run", *args]
 
 
 class DaemonProcess:
@@ -21,51 +42,47 @@ class DaemonProcess:
         self.events_endpoint = default_endpoint(EVENTS_SOCKET, runtime)
         self.control = ControlClient(self.control_endpoint, timeout_s=10)
 
-    def wait_ready(self, timeout_s: float = 60.0, state: str = "ready") -> dict:
+    def wait_ready(self, timeout_s: float = 60.0) -> dict:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited with {self.proc.returncode}: {self.stderr()}")
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}: {self.finish()}")
             try:
                 status = ControlClient(self.control_endpoint, timeout_s=0.5).request("status")
-                if status["state"] in (state, "paused"):
+                if status["state"] in ("ready", "paused"):
                     return status
             except DaemonUnavailable:
                 pass
             time.sleep(0.1)
         raise TimeoutError("daemon did not become ready")
 
-    def stderr(self) -> str:
+    def feed(self, data: bytes) -> None:
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def finish(self, timeout_s: float = 60.0) -> str:
+        """End of input (communicate closes stdin), wait for exit; returns stderr."""
+        _, stderr = self.proc.communicate(timeout=timeout_s)
+        return stderr.decode(errors="replace")
+
+    def stop(self) -> None:
+        """Interrupt (like Ctrl-C) if still running, and reap."""
         if self.proc.poll() is None:
-            return "(running)"
-        return self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.finish(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
 
 
-def daemon_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dictated", "run", *args]
-
-
-@contextmanager
-def running_daemon(env: dict[str, str], *args: str, stdin=None):
+def start_daemon(env: dict[str, str], *args: str, stdin=subprocess.DEVNULL) -> DaemonProcess:
     proc = subprocess.Popen(
         daemon_command(*args),
         env=env,
         stdin=stdin,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=REPO,
     )
-    daemon = DaemonProcess(proc, env)
-    try:
-        yield daemon
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(2)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+    return DaemonProcess(proc, env)

@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 import zmq
-from dictated.clients.control import CommandFailed
 
-from tests.daemon_proc import DaemonProcess, daemon_command
+from dictated.clients.control import CommandFailed
+from tests.daemon_proc import DaemonProcess, daemon_command, start_daemon
 from tests.speech import SENTENCES, silence, synthesize
 
 
@@ -24,20 +24,12 @@ def utterance_bytes(text: str) -> bytes:
 @pytest.fixture
 def stdin_daemon(isolated_env):
     """A daemon reading raw audio from a pipe that stays open until the test ends."""
-    proc = subprocess.Popen(
-        daemon_command("--source", "-", "--engine", "whisper", "--linger", "0"),
-        env=isolated_env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    daemon = start_daemon(
+        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
     )
-    daemon = DaemonProcess(proc, isolated_env)
     daemon.wait_ready()
     yield daemon
-    if proc.poll() is None:
-        proc.stdin.close()
-        proc.wait(60)
-    proc.stderr.close()
+    daemon.stop()
 
 
 def wait_for_transcripts(daemon: DaemonProcess, count: int, timeout_s: float = 60) -> list[dict]:
@@ -52,8 +44,7 @@ def wait_for_transcripts(daemon: DaemonProcess, count: int, timeout_s: float = 6
 
 
 def feed(daemon: DaemonProcess, text: str) -> None:
-    daemon.proc.stdin.write(utterance_bytes(text))
-    daemon.proc.stdin.flush()
+    daemon.feed(utterance_bytes(text))
 
 
 def test_status_reports_the_running_daemon(stdin_daemon):

@@ -14,22 +14,7 @@ import zmq
 
 from dictated.audio.load import load_audio
 from tests.conftest import DEMO_TXT, DEMO_WAV
-from tests.daemon_proc import daemon_command
-
-SCHEMA = (
-    "v",
-    "seq",
-    "id",
-    "text",
-    "language",
-    "start",
-    "end",
-    "audio_s",
-    "latency_ms",
-    "engine",
-    "truncated",
-    "reason",
-)
+from tests.daemon_proc import TRANSCRIPT_SCHEMA, daemon_command, start_daemon
 
 
 def normalise(text: str) -> str:
@@ -64,24 +49,20 @@ def subscriber(free_port):
 
 def test_file_source_publishes_one_transcript_per_utterance(isolated_env, subscriber):
     sub, endpoint = subscriber
-    proc = subprocess.Popen(
-        daemon_command(
-            "--source",
-            f"file:{DEMO_WAV}",
-            "--engine",
-            "whisper",
-            "--pub",
-            endpoint,
-            "--linger",
-            "1",
-        ),
-        env=isolated_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    daemon = start_daemon(
+        isolated_env,
+        "--source",
+        f"file:{DEMO_WAV}",
+        "--engine",
+        "whisper",
+        "--pub",
+        endpoint,
+        "--linger",
+        "1",
     )
-    events = collect_until_exit(proc, sub)
-    _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr.decode()
+    events = collect_until_exit(daemon.proc, sub)
+    stderr = daemon.finish()
+    assert daemon.proc.returncode == 0, stderr
 
     sentences = [line for line in DEMO_TXT.read_text().splitlines() if line.strip()]
     transcripts = [body for topic, body in events if topic == "transcript"]
@@ -89,7 +70,7 @@ def test_file_source_publishes_one_transcript_per_utterance(isolated_env, subscr
     seqs = [body["seq"] for _, body in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     for t in transcripts:
-        assert all(field in t for field in SCHEMA)
+        assert all(field in t for field in TRANSCRIPT_SCHEMA)
         assert t["v"] == 1 and t["engine"] == "whisper" and t["language"] == "en"
         assert t["end"] > t["start"] and t["audio_s"] > 0.5 and t["latency_ms"] >= 0
         assert t["reason"] in ("silence", "end_of_input") and t["truncated"] is False
@@ -107,17 +88,22 @@ def test_file_source_publishes_one_transcript_per_utterance(isolated_env, subscr
 def test_stdin_source_matches_the_file_source(isolated_env, subscriber):
     sub, endpoint = subscriber
     pcm = load_audio(DEMO_WAV)
-    proc = subprocess.Popen(
-        daemon_command("--source", "-", "--engine", "whisper", "--pub", endpoint, "--linger", "1"),
-        env=isolated_env,
+    daemon = start_daemon(
+        isolated_env,
+        "--source",
+        "-",
+        "--engine",
+        "whisper",
+        "--pub",
+        endpoint,
+        "--linger",
+        "1",
         stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
     )
-    proc.stdin.write(pcm.astype("<i2").tobytes())
-    proc.stdin.close()
-    events = collect_until_exit(proc, sub)
-    assert proc.wait(30) == 0
+    daemon.feed(pcm.astype("<i2").tobytes())
+    daemon.proc.stdin.close()
+    events = collect_until_exit(daemon.proc, sub)
+    assert daemon.proc.wait(30) == 0
     sentences = [line for line in DEMO_TXT.read_text().splitlines() if line.strip()]
     assert len([1 for topic, _ in events if topic == "transcript"]) == len(sentences)
 
@@ -152,16 +138,19 @@ def test_wer_through_the_daemon_matches_faster_whisper_on_the_same_clips(
     wav = tmp_path / "read.wav"
     soundfile.write(str(wav), signal.pcm, SAMPLE_RATE, subtype="PCM_16")
     sub, endpoint = subscriber
-    proc = subprocess.Popen(
-        daemon_command(
-            "--source", f"file:{wav}", "--engine", "whisper", "--pub", endpoint, "--linger", "1"
-        ),
-        env=isolated_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    daemon = start_daemon(
+        isolated_env,
+        "--source",
+        f"file:{wav}",
+        "--engine",
+        "whisper",
+        "--pub",
+        endpoint,
+        "--linger",
+        "1",
     )
-    events = collect_until_exit(proc, sub)
-    assert proc.wait(30) == 0
+    events = collect_until_exit(daemon.proc, sub)
+    assert daemon.proc.wait(30) == 0
     daemon_text = [body["text"] for topic, body in events if topic == "transcript"]
     assert len(daemon_text) == len(SENTENCES)
 
@@ -187,26 +176,22 @@ def test_cohere_torch_engine_in_the_daemon(isolated_env, subscriber, tmp_path):
 
     model_dir = make_tiny_cohere_dir(tmp_path / "tiny", seed=1, eos_bias=2.0)
     sub, endpoint = subscriber
-    proc = subprocess.Popen(
-        daemon_command(
-            "--source",
-            f"file:{DEMO_WAV}",
-            "--engine",
-            "cohere-torch",
-            "--model",
-            str(model_dir),
-            "--pub",
-            endpoint,
-            "--linger",
-            "1",
-        ),
-        env=isolated_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    daemon = start_daemon(
+        isolated_env,
+        "--source",
+        f"file:{DEMO_WAV}",
+        "--engine",
+        "cohere-torch",
+        "--model",
+        str(model_dir),
+        "--pub",
+        endpoint,
+        "--linger",
+        "1",
     )
-    events = collect_until_exit(proc, sub)
-    _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr.decode()
+    events = collect_until_exit(daemon.proc, sub)
+    stderr = daemon.finish()
+    assert daemon.proc.returncode == 0, stderr
     transcripts = [body for topic, body in events if topic == "transcript"]
     sentences = [line for line in DEMO_TXT.read_text().splitlines() if line.strip()]
     assert len(transcripts) == len(sentences)

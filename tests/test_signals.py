@@ -9,34 +9,34 @@ import time
 
 import numpy as np
 
-from tests.daemon_proc import DaemonProcess, daemon_command
+from tests.daemon_proc import start_daemon
 from tests.speech import SENTENCES, silence, synthesize
 
 
 def test_sigterm_mid_speech_publishes_the_open_utterance(isolated_env, tmp_path):
     journal = tmp_path / "journal.jsonl"
-    proc = subprocess.Popen(
-        daemon_command(
-            "--source", "-", "--engine", "whisper", "--linger", "0", "--journal", str(journal)
-        ),
-        env=isolated_env,
+    daemon = start_daemon(
+        isolated_env,
+        "--source",
+        "-",
+        "--engine",
+        "whisper",
+        "--linger",
+        "0",
+        "--journal",
+        str(journal),
         stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
     )
-    daemon = DaemonProcess(proc, isolated_env)
     daemon.wait_ready()
     # speech with no trailing silence: the segmenter is still inside the utterance
-    proc.stdin.write(
-        np.concatenate([silence(0.5), synthesize(SENTENCES[4])]).astype("<i2").tobytes()
-    )
-    proc.stdin.flush()
+    daemon.feed(np.concatenate([silence(0.5), synthesize(SENTENCES[4])]).astype("<i2").tobytes())
     time.sleep(2.0)  # read and segmented well before this; the hangover never comes
     assert daemon.control.request("status")["utterances"] == 0
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
-    stderr = proc.stderr.read().decode()
-    assert proc.returncode == 0, stderr
+    daemon.proc.send_signal(signal.SIGTERM)  # stdin stays open: only the signal ends the run
+    daemon.proc.wait(60)
+    stderr = daemon.proc.stderr.read().decode()
+    daemon.proc.stdin.close()
+    assert daemon.proc.returncode == 0, stderr
     events = [json.loads(line) for line in journal.read_text().splitlines()]
     transcripts = [e["event"] for e in events if e["topic"] == "transcript"]
     assert len(transcripts) == 1, stderr

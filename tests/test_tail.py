@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from tests.daemon_proc import DaemonProcess, daemon_command
+from tests.daemon_proc import start_daemon
 from tests.speech import SENTENCES
 from tests.test_control import feed, wait_for_transcripts
 
@@ -23,14 +23,9 @@ def start_tail(env, *args) -> subprocess.Popen:
 
 
 def test_since_replays_then_follows_live_without_gap_or_duplicate(isolated_env):
-    proc = subprocess.Popen(
-        daemon_command("--source", "-", "--engine", "whisper", "--linger", "0"),
-        env=isolated_env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    daemon = start_daemon(
+        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
     )
-    daemon = DaemonProcess(proc, isolated_env)
     try:
         daemon.wait_ready()
         feed(daemon, SENTENCES[0])
@@ -70,6 +65,4 @@ def test_since_replays_then_follows_live_without_gap_or_duplicate(isolated_env):
         out3, _ = tail3.communicate(timeout=30)
         assert out3.splitlines() == [t["text"] for t in all_transcripts]
     finally:
-        proc.stdin.close()
-        proc.wait(60)
-        proc.stderr.close()
+        daemon.stop()
