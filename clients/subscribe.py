@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import zmq
+
 from dictated.protocol import (
     EVENTS_SOCKET,
     Event,

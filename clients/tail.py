@@ -7,6 +7,7 @@ import json
 import sys
 
 import zmq
+
 from dictated.protocol import TOPIC_ERROR, TOPIC_TRANSCRIPT
 
 from .control import CommandFailed, ControlClient, DaemonUnavailable

@@ -27,5 +27,7 @@ class MissingDependencyError(DictatedError):
     """An optional package (torch, coremltools, PortAudio, ...) is not installed."""
 
     def __init__(self, package: str, purpose: str, install: str):
-        super().__init__(f"{purpose} needs {package}, which is not installed. Install it with: {install}")
+        super().__init__(
+            f"{purpose} needs {package}, which is not installed. Install it with: {install}"
+        )
         self.package = package

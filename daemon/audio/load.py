@@ -30,7 +30,9 @@ def load_audio(path: Path) -> np.ndarray:
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError) as exc:
-        raise AudioError(f"cannot read audio file {path}: {exc} (supported: WAV, FLAC, OGG, MP3 ...)") from exc
+        raise AudioError(
+            f"cannot read audio file {path}: {exc} (supported: WAV, FLAC, OGG, MP3 ...)"
+        ) from exc
     if data.shape[0] == 0:
         raise AudioError(f"audio file {path} contains no samples")
     return float_to_int16(to_mono_16k(data, rate))

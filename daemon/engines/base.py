@@ -70,7 +70,9 @@ class Engine(ABC):
         lang = language or self.default_language
         if lang not in self.languages:
             supported = ", ".join(sorted(self.languages))
-            raise ValueError(f"engine {self.name!r} does not support language {lang!r}; supported: {supported}")
+            raise ValueError(
+                f"engine {self.name!r} does not support language {lang!r}; supported: {supported}"
+            )
         return lang
 
     @classmethod
