@@ -49,6 +49,7 @@ def register(subparsers) -> None:
     ver.add_argument(
         "--hashes", action="store_true", help="also compare sha256 (slow for GB-sized encoders)"
     )
+    _log_level(ver, "warning")
     ver.set_defaults(func=cmd_verify)
 
     exp = sub.add_parser(
@@ -93,14 +94,21 @@ def register(subparsers) -> None:
     exp.set_defaults(func=cmd_export)
 
 
-def _log_level(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
+def _log_level(parser: argparse.ArgumentParser, default: str = "info") -> None:
+    parser.add_argument(
+        "--log-level", default=default, help=f"debug, info, warning, error (default {default})"
+    )
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
+    import logging
+
     from .logs import setup_logging
 
     setup_logging(getattr(args, "log_level", "info"))
+    # coremltools warns at import about its untested torch version and, off macOS, about its
+    # missing native runtime; neither matters for these commands
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -121,6 +129,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .engines.cohere.engine_coreml import resolve_model_dir
     from .errors import ModelError
 
+    _setup_logging(args)
     root = args.dir or models_root()
     found = installed_models(root)
     if not found:
@@ -181,6 +190,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .engines.cohere.coreml_models import verify
     from .engines.cohere.engine_coreml import resolve_model_dir
 
+    _setup_logging(args)
     root = resolve_model_dir(args.path)
     report = verify(root, hashes=args.hashes)
     checked = (

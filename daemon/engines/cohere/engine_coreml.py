@@ -1,0 +1,133 @@
+"""`--engine cohere-coreml`: Cohere Transcribe on CoreML (macOS, Apple silicon).
+
+The same pipeline as `cohere-torch` (features, greedy decoding policy, tokenizer) over
+`CoreMLRuntime`. The models come from `dictated models pull` or `dictated models export`; the EOS
+bias follows the decoder's weight precision (4 for int8, 0 otherwise) unless configured.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+from ... import paths
+from ...errors import ConfigError, MissingDependencyError, ModelError
+from ..base import EngineOptions
+from .coreml_contract import DEC_LOGITS, DecoderFlavour
+from .coreml_models import find_layout, find_packages, installed_models, models_root
+from .coreml_pull import DEFAULT_VARIANT
+from .engine import CohereEngine
+from .tokenizer import CohereTokenizer
+
+log = logging.getLogger(__name__)
+
+_NO_MODELS = (
+    "no CoreML models found in {root}: run `dictated models pull` (downloads the published "
+    "~2.2 GB pair) or `dictated models export --model DIR_OR_REPO`, or pass --model DIR"
+)
+
+
+def resolve_model_dir(model: str | None) -> Path:
+    """`model` as a directory, or the name of one under `models_root()` (a pulled variant such as
+    `f16`, or `export-int8`); None: the default variant if pulled, else the first installed one."""
+    root = models_root()
+    if model:
+        path = Path(model).expanduser()
+        if path.is_dir():
+            return path
+        if (
+            "/" not in model and (root / model).is_dir()
+        ):  # a pulled variant or an export's folder name
+            return root / model
+        raise ModelError(
+            f"cohere-coreml: model directory {path} does not exist; " + _NO_MODELS.format(root=root)
+        )
+    if (root / DEFAULT_VARIANT).is_dir():
+        return root / DEFAULT_VARIANT
+    installed = installed_models(root)
+    if installed:
+        return installed[0]
+    raise ModelError("cohere-coreml: " + _NO_MODELS.format(root=root))
+
+
+def load_tokenizer(vocab: Path) -> CohereTokenizer:
+    if vocab.name == "tokenizer.model":
+        return CohereTokenizer.from_sentencepiece(vocab)
+    return CohereTokenizer.from_vocab_json(vocab)
+
+
+def _check_macos_version(layout) -> None:
+    """The State API arrived in macOS 15; say so instead of CoreML's load error."""
+    import platform
+
+    release = platform.mac_ver()[0]
+    major = int(release.split(".")[0]) if release else 0
+    if layout.flavour is DecoderFlavour.STATEFUL and 0 < major < 15:
+        raise ModelError(
+            f"{layout.decoder.name} is a stateful decoder, which needs macOS 15 (this is {release}); "
+            "use `dictated models pull` (cache-external decoder, macOS 14) or export with "
+            "--cache-external --no-stateful"
+        )
+
+
+class CohereCoreMLEngine(CohereEngine):
+    """Cohere Transcribe on CoreML (`pip install 'dictated[coreml]'`, macOS 14+; stateful decoders 15+)."""
+
+    name: ClassVar[str] = "cohere-coreml"
+
+    @classmethod
+    def load(cls, options: EngineOptions) -> CohereCoreMLEngine:
+        if sys.platform != "darwin":
+            raise ConfigError(
+                "engine.name: cohere-coreml runs CoreML, which exists only on macOS; "
+                "use cohere-torch or whisper here (`dictated models export` does work on this OS)"
+            )
+        if importlib.util.find_spec("coremltools") is None:
+            raise MissingDependencyError(
+                "coremltools", "the cohere-coreml engine", "pip install 'dictated[coreml]'"
+            )
+        from .runtime_coreml import CoreMLToolsBackend
+
+        layout = find_layout(resolve_model_dir(options.model))
+        _check_macos_version(layout)
+        backend = CoreMLToolsBackend(options.cache_dir or paths.cache_dir())
+        return cls.from_layout(layout, backend, options)
+
+    @classmethod
+    def from_layout(cls, layout, backend, options: EngineOptions) -> CohereCoreMLEngine:
+        """Build the engine over any backend (tests pass the TorchScript stand-in)."""
+        from .runtime_coreml import CoreMLRuntime
+
+        tokenizer = load_tokenizer(layout.vocab)
+        vocab = layout.decoder_signature.outputs[DEC_LOGITS].shape[-1]
+        if tokenizer.vocab_size != vocab:
+            raise ModelError(
+                f"{layout.vocab} has {tokenizer.vocab_size} pieces but {layout.decoder.name} outputs {vocab} scores; "
+                "the vocabulary does not belong to these models"
+            )
+        runtime = CoreMLRuntime(layout, backend, options.compute_units)
+        return cls(runtime, tokenizer, options)
+
+    def warmup(self) -> None:
+        log.info("warming up the CoreML models (first prediction specialises them for this Mac)")
+        self.runtime.warmup()
+        super().warmup()
+
+    @classmethod
+    def unavailable_reason(cls, options: EngineOptions) -> str | None:
+        """None only on macOS with coremltools installed and models present locally."""
+        if sys.platform != "darwin":
+            return "CoreML needs macOS"
+        if importlib.util.find_spec("coremltools") is None:
+            return "coremltools is not installed (pip install 'dictated[coreml]')"
+        try:
+            root = resolve_model_dir(options.model)
+        except ModelError as exc:
+            return str(exc)
+        names = [p.name.lower() for p in find_packages(root)]
+        if not any("encoder" in n for n in names) or not any("decoder" in n for n in names):
+            return f"{root} has no encoder/decoder packages (run `dictated models verify {root}`)"
+        return None
