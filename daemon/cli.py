@@ -43,6 +43,12 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         help="whisper: int8, float16...; torch: float32, float16, bfloat16",
     )
     p.add_argument(
+        "--compute-units",
+        dest="engine.compute_units",
+        choices=("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"),
+        help="cohere-coreml: where CoreML may run (default all)",
+    )
+    p.add_argument(
         "--eos-bias",
         dest="engine.eos_bias",
         type=float,

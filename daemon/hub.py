@@ -68,5 +68,5 @@ def list_repo_files(repo_id: str, *, revision: str | None = None) -> list[str]:
         ) from exc
     except hf_errors.RepositoryNotFoundError as exc:
         raise ModelError(f"{repo_id} was not found on the Hugging Face hub") from exc
-    except OSError as exc:
+    except Exception as exc:  # HTTP status errors and the hub's HTTP client's own connection errors
         raise ModelError(f"could not list {repo_id}: {exc}. Check your network connection") from exc

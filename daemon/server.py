@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import zmq
@@ -27,6 +28,8 @@ from .errors import ConfigError, DictatedError
 from .events import SpeechPaused, SpeechStarted, UtteranceEnded
 from .journal import Journal
 from .protocol import (
+    CONTROL_SOCKET,
+    EVENTS_SOCKET,
     MAX_HISTORY,
     TOPIC_ERROR,
     TOPIC_STATUS,
@@ -72,8 +75,8 @@ class Daemon:
 
     def _startup_sockets(self) -> None:
         socket_dir = paths.ensure_private_dir(self.config.transport.socket_dir())
-        self.events_endpoint = paths.ipc_endpoint(socket_dir, "events")
-        self.control_endpoint = paths.ipc_endpoint(socket_dir, "control")
+        self.events_endpoint = paths.ipc_endpoint(socket_dir, EVENTS_SOCKET)
+        self.control_endpoint = paths.ipc_endpoint(socket_dir, CONTROL_SOCKET)
         _refuse_if_running(self.control_endpoint)
         self.context = zmq.asyncio.Context()
         self.journal = Journal(self.config.journal.resolved())
@@ -271,7 +274,7 @@ class Daemon:
             tokens=list(t.tokens),
             timings_ms={k: round(v, 2) for k, v in timings.items()},
         )
-        self._publish(TOPIC_TRANSCRIPT, _asdict(body))
+        self._publish(TOPIC_TRANSCRIPT, asdict(body))
         log.info("utterance %s (%.1f s, %s): %s", job.id, u.duration_s, u.reason, t.text)
 
     def _publish(self, topic: str, body: dict) -> None:
@@ -351,12 +354,6 @@ class Daemon:
             "events": [{"topic": e.topic, "event": e.body} for e in events],
             "last_seq": self.publisher.seq,
         }
-
-
-def _asdict(body: TranscriptBody) -> dict:
-    from dataclasses import asdict
-
-    return asdict(body)
 
 
 def _save_failed_audio(job: Job) -> str | None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from dictated.config import check_endpoint, load_config
 from dictated.errors import ConfigError
 

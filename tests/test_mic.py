@@ -197,6 +197,7 @@ def scenario_stream_ended(device: str) -> dict:
 
 def scenario_status_flags(device: str) -> dict:
     import sounddevice as sd
+
     from dictated.audio.mic import MicSource
 
     logs = _watch_logs()

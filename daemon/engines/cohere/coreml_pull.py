@@ -184,12 +184,7 @@ def pull(
     spec = VARIANTS[variant]
     dest = Path(dest).expanduser() if dest else models_root() / variant
     log.info("listing %s%s", REPO_ID, f" at {revision}" if revision else "")
-    try:
-        listing = hub.list_repo_files(REPO_ID, revision=revision)
-    except ModelError:
-        raise
-    except Exception as exc:  # the hub's HTTP client raises its own (non-OSError) connection errors
-        raise ModelError(f"could not list {REPO_ID}: {exc}. Check your network connection") from exc
+    listing = hub.list_repo_files(REPO_ID, revision=revision)
     selection = select_files(listing, spec)
     log.info(
         "variant %s: encoder %s, decoder %s, vocabulary %s",
