@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .server import Daemon
 
     config = _load(args)
-    return asyncio.run(Daemon(config).serve())
+    daemon = Daemon(config)
+    try:
+        code = asyncio.run(daemon.serve())
+    except DictatedError as exc:
+        if not daemon.audio_driver_stuck:
+            raise
+        print(f"dictated: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    if daemon.audio_driver_stuck:
+        # PortAudio would wait forever at interpreter exit for its thread stuck in the driver.
+        # Everything is journaled and published, so leave without it: launchd/systemd see the
+        # exit and can restart the daemon.
+        log.warning("the audio driver is stuck; exiting without waiting for it")
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:

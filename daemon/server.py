@@ -205,6 +205,10 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
+    @property
+    def audio_driver_stuck(self) -> bool:
+        return self._source is not None and self._source.driver_stuck
+
     # -- the data flow ---------------------------------------------------------------------
 
     def _load_engine(self):

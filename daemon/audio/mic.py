@@ -257,6 +257,7 @@ class MicSource(AudioSource):
 
         threading.Thread(target=close, name="dictated-mic-close", daemon=True).start()
         if not done.wait(self._close_timeout_s):
+            self.driver_stuck = True
             log.warning(
                 "audio device %r did not stop within %.1f s; abandoning its stream",
                 self._device.name,

@@ -35,6 +35,8 @@ class AudioSource(ABC):
     #: paced by a real clock (microphone, --realtime) rather than read as fast as it is consumed
     realtime: bool = False
     description: str = "audio"
+    #: a device whose driver hung on close; the process must not wait for it at exit
+    driver_stuck: bool = False
 
     @abstractmethod
     def blocks(self) -> AsyncIterator[Block]:
