@@ -117,3 +117,21 @@ def test_config_command_shows_the_effective_values(tmp_path, isolated_env):
     result = run_cli("config", "--config", str(path), env=isolated_env)
     assert result.returncode == 0, result.stderr
     assert "hangover_ms = 700" in result.stdout
+
+
+def test_socket_path_too_long_for_unix_sockets_says_what_to_do(isolated_env, tmp_path):
+    long_dir = tmp_path / ("d" * 120)
+    result = run_cli(
+        "run", "--runtime-dir", str(long_dir), "--source", "file:/x.wav", env=isolated_env
+    )
+    assert result.returncode == 2, result.stderr
+    assert "transport.runtime_dir" in result.stderr and "shorter" in result.stderr
+
+
+def test_socket_directory_is_private(isolated_env, tmp_path):
+    from dictated.paths import ensure_private_dir
+
+    shared = tmp_path / "sock"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    assert (ensure_private_dir(shared).stat().st_mode & 0o777) == 0o700
