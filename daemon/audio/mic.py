@@ -45,6 +45,10 @@ CLOSE_TIMEOUT_S = 2.0  # a device whose driver hangs is abandoned after this, no
 ALL_ZERO_WARNING_S = 3.0  # this much exact digital silence almost always means "access denied"
 STATUS_LOG_INTERVAL_S = 10.0  # at most one overflow warning per interval, with counts
 FALLBACK_RATES = (48_000, 44_100)  # tried after 16 kHz and the device's own default rate
+# Four VAD frames per PortAudio callback: the daemon's idle CPU is almost all event-loop wakeups
+# (bench/bench_idle_cpu.py), so a quarter of the wakeups of one frame per callback, for at most
+# 90 ms later end-of-speech detection next to a 600 ms hangover.
+BLOCK_MS = 4 * FRAME_MS
 
 
 class AudioDeviceLost(AudioError):
@@ -209,7 +213,7 @@ class MicSource(AudioSource):
                     samplerate=rate,
                     channels=1,
                     dtype="int16",
-                    blocksize=rate * FRAME_MS // 1000,
+                    blocksize=rate * BLOCK_MS // 1000,
                     callback=_make_callback(sd, loop, queue, rate),
                     finished_callback=_make_finished_callback(loop, queue),
                 )
