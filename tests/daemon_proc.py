@@ -62,6 +62,8 @@ class DaemonProcess:
 
     def finish(self, timeout_s: float = 60.0) -> str:
         """End of input (communicate closes stdin), wait for exit; returns stderr."""
+        if self.proc.stdin is not None and self.proc.stdin.closed:
+            self.proc.stdin = None  # already ended by the caller
         _, stderr = self.proc.communicate(timeout=timeout_s)
         return stderr.decode(errors="replace")
 

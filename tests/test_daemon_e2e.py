@@ -21,51 +21,63 @@ def normalise(text: str) -> str:
     return jiwer.RemovePunctuation()(text.lower()).replace("-", " ").strip()
 
 
-def collect_until_exit(
-    proc: subprocess.Popen, sub: zmq.Socket, timeout_s: float = 180
-) -> list[tuple[str, dict]]:
-    events = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if sub.poll(200):
-            topic, body = sub.recv_multipart()
-            events.append((topic.decode(), json.loads(body)))
-        elif proc.poll() is not None:
-            break
-    return events
-
-
 @pytest.fixture
-def subscriber(free_port):
+def run_daemon(isolated_env, free_port):
+    """Run the daemon to completion with an independent SUB socket on an extra tcp endpoint.
+
+    Returns the (topic, body) events the subscriber received; asserts a clean exit.
+    """
     context = zmq.Context()
     sub = context.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.setsockopt(zmq.LINGER, 0)
-    sub.connect(f"tcp://127.0.0.1:{free_port}")  # before the daemon binds: ZeroMQ retries
-    yield sub, f"tcp://127.0.0.1:{free_port}"
+    endpoint = f"tcp://127.0.0.1:{free_port}"
+    sub.connect(endpoint)  # before the daemon binds: ZeroMQ retries
+
+    def run(
+        *args: str, stdin_bytes: bytes | None = None, timeout_s: float = 180
+    ) -> list[tuple[str, dict]]:
+        daemon = start_daemon(
+            isolated_env,
+            *args,
+            "--pub",
+            endpoint,
+            "--linger",
+            "1",
+            stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL,
+        )
+        if stdin_bytes is not None:
+            daemon.feed(stdin_bytes)
+            daemon.proc.stdin.close()
+        events = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if sub.poll(200):
+                topic, body = sub.recv_multipart()
+                events.append((topic.decode(), json.loads(body)))
+            elif daemon.proc.poll() is not None:
+                break
+        stderr = daemon.finish()
+        assert daemon.proc.returncode == 0, stderr
+        return events
+
+    yield run
     sub.close()
     context.term()
 
 
-def test_file_source_publishes_one_transcript_per_utterance(isolated_env, subscriber):
-    sub, endpoint = subscriber
-    daemon = start_daemon(
-        isolated_env,
-        "--source",
-        f"file:{DEMO_WAV}",
-        "--engine",
-        "whisper",
-        "--pub",
-        endpoint,
-        "--linger",
-        "1",
-    )
-    events = collect_until_exit(daemon.proc, sub)
-    stderr = daemon.finish()
-    assert daemon.proc.returncode == 0, stderr
+def transcripts_of(events: list[tuple[str, dict]]) -> list[dict]:
+    return [body for topic, body in events if topic == "transcript"]
 
-    sentences = [line for line in DEMO_TXT.read_text().splitlines() if line.strip()]
-    transcripts = [body for topic, body in events if topic == "transcript"]
+
+def demo_sentences() -> list[str]:
+    return [line for line in DEMO_TXT.read_text().splitlines() if line.strip()]
+
+
+def test_file_source_publishes_one_transcript_per_utterance(isolated_env, run_daemon):
+    events = run_daemon("--source", f"file:{DEMO_WAV}", "--engine", "whisper")
+    sentences = demo_sentences()
+    transcripts = transcripts_of(events)
     assert len(transcripts) == len(sentences), [t["text"] for t in transcripts]
     seqs = [body["seq"] for _, body in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
@@ -85,27 +97,12 @@ def test_file_source_publishes_one_transcript_per_utterance(isolated_env, subscr
     ]
 
 
-def test_stdin_source_matches_the_file_source(isolated_env, subscriber):
-    sub, endpoint = subscriber
+def test_stdin_source_matches_the_file_source(run_daemon):
     pcm = load_audio(DEMO_WAV)
-    daemon = start_daemon(
-        isolated_env,
-        "--source",
-        "-",
-        "--engine",
-        "whisper",
-        "--pub",
-        endpoint,
-        "--linger",
-        "1",
-        stdin=subprocess.PIPE,
+    events = run_daemon(
+        "--source", "-", "--engine", "whisper", stdin_bytes=pcm.astype("<i2").tobytes()
     )
-    daemon.feed(pcm.astype("<i2").tobytes())
-    daemon.proc.stdin.close()
-    events = collect_until_exit(daemon.proc, sub)
-    assert daemon.proc.wait(30) == 0
-    sentences = [line for line in DEMO_TXT.read_text().splitlines() if line.strip()]
-    assert len([1 for topic, _ in events if topic == "transcript"]) == len(sentences)
+    assert len(transcripts_of(events)) == len(demo_sentences())
 
 
 def test_unreadable_audio_file_is_a_clear_error(isolated_env, tmp_path):
@@ -123,9 +120,7 @@ def test_unreadable_audio_file_is_a_clear_error(isolated_env, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_wer_through_the_daemon_matches_faster_whisper_on_the_same_clips(
-    isolated_env, subscriber, tmp_path
-):
+def test_wer_through_the_daemon_matches_faster_whisper_on_the_same_clips(run_daemon, tmp_path):
     """The daemon adds segmentation, queueing and transport; none of it may cost accuracy."""
     import soundfile
     from faster_whisper import WhisperModel
@@ -137,21 +132,10 @@ def test_wer_through_the_daemon_matches_faster_whisper_on_the_same_clips(
     signal = compose(SENTENCES, 1.0)
     wav = tmp_path / "read.wav"
     soundfile.write(str(wav), signal.pcm, SAMPLE_RATE, subtype="PCM_16")
-    sub, endpoint = subscriber
-    daemon = start_daemon(
-        isolated_env,
-        "--source",
-        f"file:{wav}",
-        "--engine",
-        "whisper",
-        "--pub",
-        endpoint,
-        "--linger",
-        "1",
-    )
-    events = collect_until_exit(daemon.proc, sub)
-    assert daemon.proc.wait(30) == 0
-    daemon_text = [body["text"] for topic, body in events if topic == "transcript"]
+    daemon_text = [
+        t["text"]
+        for t in transcripts_of(run_daemon("--source", f"file:{wav}", "--engine", "whisper"))
+    ]
     assert len(daemon_text) == len(SENTENCES)
 
     # reference: faster-whisper itself (not our engine wrapper) on each clip, same model and settings
@@ -169,31 +153,17 @@ def test_wer_through_the_daemon_matches_faster_whisper_on_the_same_clips(
     assert daemon_wer <= direct_wer + 0.015, (daemon_text, direct)
 
 
-def test_cohere_torch_engine_in_the_daemon(isolated_env, subscriber, tmp_path):
+def test_cohere_torch_engine_in_the_daemon(isolated_env, run_daemon, tmp_path):
     """The Cohere engine plugs into the daemon unchanged: one transcript per utterance, with tokens
     identical to what the engine produces in-process on the same utterance audio."""
     from tests.cohere_fixtures import make_tiny_cohere_dir
 
     model_dir = make_tiny_cohere_dir(tmp_path / "tiny", seed=1, eos_bias=2.0)
-    sub, endpoint = subscriber
-    daemon = start_daemon(
-        isolated_env,
-        "--source",
-        f"file:{DEMO_WAV}",
-        "--engine",
-        "cohere-torch",
-        "--model",
-        str(model_dir),
-        "--pub",
-        endpoint,
-        "--linger",
-        "1",
+    events = run_daemon(
+        "--source", f"file:{DEMO_WAV}", "--engine", "cohere-torch", "--model", str(model_dir)
     )
-    events = collect_until_exit(daemon.proc, sub)
-    stderr = daemon.finish()
-    assert daemon.proc.returncode == 0, stderr
-    transcripts = [body for topic, body in events if topic == "transcript"]
-    sentences = [line for line in DEMO_TXT.read_text().splitlines() if line.strip()]
+    transcripts = transcripts_of(events)
+    sentences = demo_sentences()
     assert len(transcripts) == len(sentences)
     assert all(t["engine"] == "cohere-torch" and t["tokens"] for t in transcripts)
     assert {"engine_features", "engine_encoder", "engine_decoder"} <= set(
