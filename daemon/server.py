@@ -25,7 +25,7 @@ from .clock import StreamClock
 from .config import Config
 from .engines.registry import create_engine
 from .errors import ConfigError, DictatedError
-from .events import SpeechPaused, SpeechStarted, UtteranceEnded
+from .events import SegmenterEvent, SpeechPaused, SpeechStarted, UtteranceEnded
 from .journal import Journal
 from .protocol import (
     CONTROL_SOCKET,
@@ -152,15 +152,19 @@ class Daemon:
         async for block in source.blocks():
             if self._paused:
                 continue
-            self._clock.add(len(block.pcm), block.captured_at)
-            for event in self._segmenter.push(block.pcm):
-                await self._on_segment_event(event)
+            # a pause may swap segmenter and clock while we wait for the worker: keep this pair
+            segmenter, clock = self._segmenter, self._clock
+            clock.add(len(block.pcm), block.captured_at)
+            for event in segmenter.push(block.pcm):
+                await self._on_segment_event(event, clock)
 
     async def _segment_flush(self) -> None:
-        for event in self._segmenter.flush():
-            await self._on_segment_event(event)
+        """End the open utterance (end of input, stop, pause) and start afresh."""
+        segmenter, clock = self._segmenter, self._clock
         self._segmenter = Segmenter(self.config.segmenter)
-        self._clock = StreamClock(self._clock.realtime) if self._clock else None
+        self._clock = StreamClock(clock.realtime) if clock else None
+        for event in segmenter.flush():
+            await self._on_segment_event(event, clock)
 
     async def _drain(self, worker_task: asyncio.Task) -> None:
         await self.worker.close_queue()
@@ -214,9 +218,7 @@ class Daemon:
     def _load_engine(self):
         return create_engine(self.config.engine.name, self.config.engine_options)
 
-    async def _on_segment_event(self, event) -> None:
-        clock = self._clock
-        assert clock is not None
+    async def _on_segment_event(self, event: SegmenterEvent, clock: StreamClock) -> None:
         if isinstance(event, SpeechStarted):
             self._publish(TOPIC_VAD, {"event": "speech_start", "time": clock.wall(event.sample)})
         elif isinstance(event, SpeechPaused):
