@@ -190,3 +190,23 @@ def test_cohere_torch_engine_in_the_daemon(isolated_env, run_daemon, tmp_path):
     assert result.returncode == 0, result.stderr
     offline = [json.loads(line)["tokens"] for line in result.stdout.splitlines()]
     assert offline == [t["tokens"] for t in transcripts]
+
+
+def test_realtime_file_is_paced_like_a_microphone(run_daemon, tmp_path):
+    """With --realtime, capture times follow the audio clock: transcripts' start times are as far
+    apart as the utterances are in the file (without it they would be milliseconds apart)."""
+    import soundfile
+
+    from dictated.audio.format import SAMPLE_RATE
+    from tests.speech import SENTENCES, compose
+
+    signal = compose(SENTENCES[:2], 2.0, lead_s=0.5)
+    wav = tmp_path / "two.wav"
+    soundfile.write(str(wav), signal.pcm, SAMPLE_RATE, subtype="PCM_16")
+    transcripts = transcripts_of(
+        run_daemon("--source", f"file:{wav}", "--realtime", "--engine", "whisper")
+    )
+    assert len(transcripts) == 2
+    in_file = (signal.spoken[1].start_sample - signal.spoken[0].start_sample) / SAMPLE_RATE
+    assert abs((transcripts[1]["start"] - transcripts[0]["start"]) - in_file) < 0.3
+    assert transcripts[1]["end"] - transcripts[0]["start"] > in_file  # spans real seconds

@@ -52,3 +52,18 @@ def test_missing_file_and_unsupported_language(isolated_env, tmp_path):
     assert missing.returncode == 1 and "audio file not found" in missing.stderr
     lang = run(str(DEMO_WAV), "--engine", "whisper", "--language", "ko", env=isolated_env)
     assert lang.returncode == 2 and "engine.language" in lang.stderr and "'ko'" in lang.stderr
+
+
+def test_any_rate_and_channel_count_is_converted(isolated_env, tmp_path):
+    """A 44.1 kHz stereo FLAC (made by sox, not by us) gives the same utterances as the 16 kHz WAV."""
+    flac = tmp_path / "demo-44k-stereo.flac"
+    subprocess.run(["sox", str(DEMO_WAV), "-r", "44100", "-c", "2", str(flac)], check=True)
+    original = run(str(DEMO_WAV), "--engine", "whisper", "--json", env=isolated_env)
+    converted = run(str(flac), "--engine", "whisper", "--json", env=isolated_env)
+    assert converted.returncode == 0, converted.stderr
+    a = [json.loads(line) for line in original.stdout.splitlines()]
+    b = [json.loads(line) for line in converted.stdout.splitlines()]
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert abs(x["start"] - y["start"]) < 0.1 and abs(x["end"] - y["end"]) < 0.1
+    assert jiwer.wer(" ".join(x["text"] for x in a), " ".join(y["text"] for y in b)) < 0.1
