@@ -1,7 +1,9 @@
 """Append-only JSONL journal of transcript and error events, fsync'd before they are published.
 
 Nothing is lost when no client listens: a late client asks for `history` since its last `seq`.
-`seq` continues across daemon restarts because the journal remembers the last one.
+`seq` continues across daemon restarts because the journal remembers the last one. Lines are in
+seq order, so both questions are answered from the end of the file: start-up and a reconnecting
+client cost what they read, not the size of months of dictation.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from .protocol import Event, ProtocolError, event_from_body
 
 log = logging.getLogger(__name__)
 
+_CHUNK = 64 * 1024
+
 
 class Journal:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.last_seq = self._read_last_seq()
+        self.last_seq = next((e.seq for e in self._newest_first()), 0)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held for the daemon's life
 
     def append(self, event: Event) -> None:
@@ -34,28 +38,45 @@ class Journal:
 
     def since(self, seq: int, limit: int | None = None) -> list[Event]:
         """Events with seq > `seq`, oldest first (the newest `limit` of them if limited)."""
-        events = [e for e in self._read_all() if e.seq > seq]
-        return events[-limit:] if limit else events
+        events = []
+        for event in self._newest_first():
+            if event.seq <= seq or (limit and len(events) >= limit):
+                break
+            events.append(event)
+        return events[::-1]
 
     def close(self) -> None:
         self._file.close()
 
-    def _read_all(self) -> Iterator[Event]:
-        if not self.path.exists():
-            return
-        with open(self.path, encoding="utf-8", errors="replace") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    yield event_from_body(record["topic"], record["event"])
-                except (ValueError, KeyError, TypeError, ProtocolError):
-                    # a torn last line after a crash, or a hand-edited file: skip, don't die
-                    log.warning("journal %s: skipping unreadable line %d", self.path, number)
+    def _newest_first(self) -> Iterator[Event]:
+        for number, line in _lines_backwards(self.path):
+            try:
+                record = json.loads(line)
+                yield event_from_body(record["topic"], record["event"])
+            except (ValueError, KeyError, TypeError, ProtocolError):
+                # a torn last line after a crash, or a hand-edited file: skip, don't die
+                log.warning(
+                    "journal %s: skipping unreadable line %d from the end", self.path, number
+                )
 
-    def _read_last_seq(self) -> int:
-        last = 0
-        for event in self._read_all():
-            last = max(last, event.seq)
-        return last
+
+def _lines_backwards(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(n-th line from the end, starting at 1; the line) for the non-empty lines of `path`."""
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        position = f.seek(0, os.SEEK_END)
+        tail = b""
+        number = 0
+        while position > 0:
+            step = min(_CHUNK, position)
+            position -= step
+            f.seek(position)
+            lines = (f.read(step) + tail).split(b"\n")
+            tail = lines.pop(0)  # may continue in the previous chunk
+            for line in reversed(lines):
+                if line.strip():
+                    number += 1
+                    yield number, line
+        if tail.strip():
+            yield number + 1, tail

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from dictated.journal import Journal
 from dictated.protocol import make_event
 
@@ -30,4 +32,21 @@ def test_torn_last_line_is_skipped_not_fatal(tmp_path, caplog):
     reopened = Journal(path)
     assert reopened.last_seq == 1
     assert [e.body["text"] for e in reopened.since(0)] == ["kept"]
-    assert "unreadable line 2" in caplog.text
+    assert "unreadable line 1 from the end" in caplog.text
+
+
+def test_history_across_many_chunks_matches_a_plain_read(tmp_path):
+    """Reading from the end in chunks must agree with reading the file front to back."""
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    for seq in range(1, 3001, 3):  # ~330 KB: several 64 KB chunks, lines cut across chunk edges
+        journal.append(make_event("transcript", seq, {"text": "ü" * (seq % 200)}))
+    journal.close()
+    plain = [
+        json.loads(line)["event"]["seq"] for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+    reopened = Journal(path)
+    assert reopened.last_seq == plain[-1]
+    assert [e.seq for e in reopened.since(0)] == plain
+    assert [e.seq for e in reopened.since(1500)] == [s for s in plain if s > 1500]
+    assert [e.seq for e in reopened.since(0, limit=5)] == plain[-5:]
