@@ -48,10 +48,17 @@ class Subscription:
             self._backlog = self._history(since)
 
     def _history(self, since: int) -> list[Event]:
+        """Every journaled event after `since`, page by page (the daemon caps a reply's size)."""
         if self.control is None:
             raise ValueError("history replay needs a control client")
-        reply = self.control.request("history", since=since)
-        return [event_from_body(item["topic"], item["event"]) for item in reply["events"]]
+        events: list[Event] = []
+        while True:
+            reply = self.control.request("history", since=since)
+            page = [event_from_body(item["topic"], item["event"]) for item in reply["events"]]
+            events += page
+            if not reply.get("more") or not page:
+                return events
+            since = page[-1].seq
 
     def _deliver(self, event: Event) -> Iterator[Event]:
         if self.last_seq is not None and event.seq <= self.last_seq:

@@ -133,24 +133,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(tr)
     tr.set_defaults(func=cmd_transcribe)
 
-    for name, help_text in (
-        ("status", "show the running daemon's state"),
-        ("pause", "stop listening"),
-        ("resume", "listen again"),
-    ):
+    def control_command(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument(
-            "--control",
-            metavar="ENDPOINT",
-            help="control endpoint (default: the per-user ipc socket)",
+            "--control", metavar="ENDPOINT", help="control endpoint (default: from the config)"
         )
+        p.add_argument(
+            "--runtime-dir", help="the daemon's socket directory, if it was started with one"
+        )
+        p.add_argument("--config", type=Path, help="config file whose transport.runtime_dir to use")
         p.add_argument("--json", action="store_true", help="print the raw reply")
         p.set_defaults(func=cmd_control, cmd=name)
-    lang = sub.add_parser("language", help="show or set the running daemon's language")
+        return p
+
+    control_command("status", "show the running daemon's state")
+    control_command("pause", "stop listening")
+    control_command("resume", "listen again")
+    lang = control_command("language", "show or set the running daemon's language")
     lang.add_argument("language", nargs="?", help="language code; omit to show the current one")
-    lang.add_argument("--control", metavar="ENDPOINT")
-    lang.add_argument("--json", action="store_true")
-    lang.set_defaults(func=cmd_control, cmd="language")
 
     dev = sub.add_parser("devices", help="list audio input devices")
     dev.set_defaults(func=cmd_devices)
@@ -242,10 +242,26 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _control_endpoint(args: argparse.Namespace) -> str:
+    """Where the daemon listens: --control, else --runtime-dir, else the config's socket dir."""
+    from . import paths
+    from .config import load_config
+    from .protocol import CONTROL_SOCKET
+
+    if args.control:
+        return args.control
+    directory = (
+        Path(args.runtime_dir)
+        if args.runtime_dir
+        else load_config(args.config).transport.socket_dir()
+    )
+    return paths.ipc_endpoint(directory, CONTROL_SOCKET)
+
+
 def cmd_control(args: argparse.Namespace) -> int:
     from .clients.control import ControlClient
 
-    client = ControlClient(args.control)
+    client = ControlClient(_control_endpoint(args))
     extra = {"language": args.language} if args.cmd == "language" and args.language else {}
     reply = client.request(args.cmd, **extra)
     if args.json:

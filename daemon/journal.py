@@ -27,6 +27,8 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.last_seq = next((e.seq for e in self._newest_first()), 0)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held for the daemon's life
+        if self._file.tell() and not _ends_with_newline(self.path):
+            self._file.write("\n")  # end a line torn by a crash, so the next one stands alone
 
     def append(self, event: Event) -> None:
         """Write and fsync one event; raises OSError if the disk refuses (the caller reports it)."""
@@ -36,14 +38,17 @@ class Journal:
         os.fsync(self._file.fileno())
         self.last_seq = max(self.last_seq, event.seq)
 
-    def since(self, seq: int, limit: int | None = None) -> list[Event]:
-        """Events with seq > `seq`, oldest first (the newest `limit` of them if limited)."""
-        events = []
+    def since(self, seq: int, limit: int | None = None) -> tuple[list[Event], bool]:
+        """Events with seq > `seq`, oldest first: at most `limit`, and whether more follow them."""
+        newer = []
         for event in self._newest_first():
-            if event.seq <= seq or (limit and len(events) >= limit):
+            if event.seq <= seq:
                 break
-            events.append(event)
-        return events[::-1]
+            newer.append(event)
+        newer.reverse()
+        if limit is not None and len(newer) > limit:
+            return newer[:limit], True
+        return newer, False
 
     def close(self) -> None:
         self._file.close()
@@ -58,6 +63,12 @@ class Journal:
                 log.warning(
                     "journal %s: skipping unreadable line %d from the end", self.path, number
                 )
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def _lines_backwards(path: Path) -> Iterator[tuple[int, bytes]]:

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 30.0
 SHUTDOWN_TIMEOUT_S = 120.0  # drain the worker at most this long on a stop signal
+STOP_CAPTURE_TIMEOUT_S = 5.0  # a source that does not end when closed is cancelled
 
 
 class Daemon:
@@ -62,24 +63,37 @@ class Daemon:
         self._paused = False
         self._segmenter = Segmenter(config.segmenter)
         self._clock: StreamClock | None = None
+        self._tasks: set[asyncio.Task] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def serve(self) -> int:
         self._install_signal_handlers()
-        self._startup_sockets()
         try:
+            self._startup_sockets()
             return await self._main()
         finally:
             await self._shutdown_sockets()
 
     def _startup_sockets(self) -> None:
-        socket_dir = paths.ensure_private_dir(self.config.transport.socket_dir())
+        wanted = self.config.transport.socket_dir()
+        try:
+            socket_dir = paths.ensure_private_dir(wanted)
+        except OSError as exc:
+            raise ConfigError(
+                f"transport.runtime_dir: cannot use {wanted} for sockets: {exc}"
+            ) from exc
         self.events_endpoint = paths.ipc_endpoint(socket_dir, EVENTS_SOCKET)
         self.control_endpoint = paths.ipc_endpoint(socket_dir, CONTROL_SOCKET)
         _refuse_if_running(self.control_endpoint)
+        journal_path = self.config.journal.resolved()
+        try:
+            self.journal = Journal(journal_path)
+        except OSError as exc:
+            raise ConfigError(
+                f"journal.path: cannot open the journal {journal_path}: {exc}"
+            ) from exc
         self.context = zmq.asyncio.Context()
-        self.journal = Journal(self.config.journal.resolved())
         endpoints = [self.events_endpoint, *self.config.transport.pub]
         self.publisher = Publisher(self.context, endpoints, self.journal)
         handlers = {
@@ -132,6 +146,14 @@ class Daemon:
         pump = asyncio.create_task(self._pump(self._source), name="audio")
         stop = asyncio.create_task(self._stop.wait(), name="stop")
         done, _ = await asyncio.wait({pump, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if pump not in done:
+            # Stop at the source rather than cancelling the pump, which may be handing a finished
+            # utterance to a busy worker: that one must still be transcribed.
+            await self._source.aclose()
+            try:
+                await asyncio.wait_for(asyncio.shield(pump), STOP_CAPTURE_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("audio capture did not stop within %.0f s", STOP_CAPTURE_TIMEOUT_S)
         exit_code = 0
         if pump in done and pump.exception() is not None:
             exc = pump.exception()
@@ -167,15 +189,17 @@ class Daemon:
             await self._on_segment_event(event, clock)
 
     async def _drain(self, worker_task: asyncio.Task) -> None:
-        await self.worker.close_queue()
+        """Let the worker finish every queued utterance; report any it cannot finish in time."""
         try:
-            await asyncio.wait_for(worker_task, SHUTDOWN_TIMEOUT_S)
+            async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
+                await self.worker.close_queue()
+                await worker_task
         except TimeoutError:
-            log.error(
-                "worker did not finish %d utterance(s) within %.0f s",
-                self.worker.pending(),
-                SHUTDOWN_TIMEOUT_S,
-            )
+            worker_task.cancel()
+            for job in self.worker.unfinished():
+                self._publish_failure(
+                    job, f"not transcribed within {SHUTDOWN_TIMEOUT_S:.0f} s of shutdown"
+                )
 
     async def _linger(self) -> None:
         """Let subscribers receive the last events before the sockets close."""
@@ -183,10 +207,12 @@ class Daemon:
             await asyncio.sleep(self.config.transport.linger_s)
 
     async def _shutdown_sockets(self) -> None:
-        self.control.close()
-        self.publisher.close()
-        self.journal.close()
-        self.context.term()
+        """Close whatever start-up managed to open (it may have failed half way)."""
+        for name in ("control", "publisher", "journal"):
+            if (part := getattr(self, name, None)) is not None:
+                part.close()
+        if (context := getattr(self, "context", None)) is not None:
+            context.term()
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -208,6 +234,16 @@ class Daemon:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    @property
+    def effective_state(self) -> str:
+        """What a client should show: `paused` while paused and otherwise ready."""
+        return "paused" if self._paused and self.state == "ready" else self.state
+
+    def _background(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)  # keep a reference until done (asyncio holds only weak ones)
+        task.add_done_callback(self._tasks.discard)
 
     @property
     def audio_driver_stuck(self) -> bool:
@@ -244,18 +280,7 @@ class Daemon:
     async def _on_result(self, result: JobResult) -> None:
         job, u = result.job, result.job.utterance
         if result.transcript is None:
-            saved = _save_failed_audio(job)
-            self._publish(
-                TOPIC_ERROR,
-                {
-                    "id": job.id,
-                    "message": f"transcription failed: {result.error}",
-                    "audio_path": saved,
-                    "start": job.start_wall,
-                    "end": job.speech_end_wall,
-                    "audio_s": u.duration_s,
-                },
-            )
+            self._publish_failure(job, f"transcription failed: {result.error}")
             return
         t = result.transcript
         now = time.time()
@@ -283,28 +308,46 @@ class Daemon:
         self._publish(TOPIC_TRANSCRIPT, asdict(body))
         log.info("utterance %s (%.1f s, %s): %s", job.id, u.duration_s, u.reason, t.text)
 
+    def _publish_failure(self, job: Job, message: str) -> None:
+        """An utterance that got no transcript: an error event naming it, and its audio kept."""
+        self._publish(
+            TOPIC_ERROR,
+            {
+                "id": job.id,
+                "message": message,
+                "audio_path": _save_failed_audio(job),
+                "start": job.start_wall,
+                "end": job.speech_end_wall,
+                "audio_s": job.utterance.duration_s,
+            },
+        )
+
     def _publish(self, topic: str, body: dict) -> None:
         self.publisher.publish(topic, body)
 
     def _set_state(self, state: str, **fields) -> None:
         self.state = state
         if hasattr(self, "publisher"):
-            self._publish(TOPIC_STATUS, {"state": state, **fields})
-        log.info("state: %s", state)
+            self._publish(TOPIC_STATUS, {"state": self.effective_state, **fields})
+        log.info("state: %s", self.effective_state)
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             self._publish(
                 TOPIC_STATUS,
-                {"state": self.state, "heartbeat": True, "lag_s": round(self.worker.lag_s(), 3)},
+                {
+                    "state": self.effective_state,
+                    "heartbeat": True,
+                    "lag_s": round(self.worker.lag_s(), 3),
+                },
             )
 
     # -- control commands ------------------------------------------------------------------
 
     async def _cmd_status(self, request: dict) -> dict:
         return {
-            "state": "paused" if self._paused and self.state == "ready" else self.state,
+            "state": self.effective_state,
             "version": __version__,
             "pid": os.getpid(),
             "engine": getattr(self, "engine_name", None),
@@ -322,15 +365,17 @@ class Daemon:
     async def _cmd_pause(self, request: dict) -> dict:
         if not self._paused:
             self._paused = True
-            await self._segment_flush()  # the open utterance is transcribed, not lost
-            self._publish(TOPIC_STATUS, {"state": "paused"})
-        return {"state": "paused"}
+            # the open utterance is transcribed, not lost; in a task, because handing it to a
+            # busy worker may wait, and the control socket must keep answering meanwhile
+            self._background(self._segment_flush())
+            self._publish(TOPIC_STATUS, {"state": self.effective_state})
+        return {"state": self.effective_state}
 
     async def _cmd_resume(self, request: dict) -> dict:
         if self._paused:
             self._paused = False
-            self._publish(TOPIC_STATUS, {"state": self.state})
-        return {"state": self.state}
+            self._publish(TOPIC_STATUS, {"state": self.effective_state})
+        return {"state": self.effective_state}
 
     async def _cmd_language(self, request: dict) -> dict:
         language = request.get("language")
@@ -345,7 +390,7 @@ class Daemon:
             self.language = engine.check_language(language)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        self._publish(TOPIC_STATUS, {"state": self.state, "language": self.language})
+        self._publish(TOPIC_STATUS, {"state": self.effective_state, "language": self.language})
         return {"language": self.language}
 
     async def _cmd_history(self, request: dict) -> dict:
@@ -355,9 +400,10 @@ class Daemon:
             raise CommandError("'since' must be a non-negative integer seq")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= MAX_HISTORY:
             raise CommandError(f"'limit' must be an integer in 1..{MAX_HISTORY}")
-        events = self.journal.since(since, limit)
+        events, more = self.journal.since(since, limit)
         return {
             "events": [{"topic": e.topic, "event": e.body} for e in events],
+            "more": more,  # ask again from the last event's seq
             "last_seq": self.publisher.seq,
         }
 
@@ -370,7 +416,7 @@ def _save_failed_audio(job: Job) -> str | None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         soundfile.write(str(path), job.utterance.pcm, SAMPLE_RATE, subtype="PCM_16")
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # soundfile reports unwritable paths as RuntimeError
         log.error("could not save failed utterance audio %s: %s", path, exc)
         return None
     return str(path)

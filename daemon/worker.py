@@ -108,17 +108,29 @@ class Worker:
             except Exception as exc:  # reported as an error event naming the utterance
                 log.exception("engine failed on utterance %s", job.id)
                 transcript, error = None, f"{type(exc).__name__}: {exc}"
-            result = JobResult(job, transcript, error, started, time.time())
-            await self._on_result(result)
-            self._unfinished.popleft()
-            self.completed += 1
+            try:
+                await self._on_result(JobResult(job, transcript, error, started, time.time()))
+            except Exception:  # a failure to publish one result must not stop all later ones
+                log.exception("could not deliver the result of utterance %s", job.id)
+            finally:
+                self._unfinished.popleft()
+                self.completed += 1
+
+    def unfinished(self) -> list[Job]:
+        """Jobs queued or running and not yet delivered, oldest first."""
+        return list(self._unfinished)
 
     def _transcribe(self, job: Job) -> Transcript:
         assert self.engine is not None, "worker.start() loads the engine first"
         return self.engine.transcribe(int16_to_float32(job.utterance.pcm), job.language)
 
-    async def shutdown(self) -> None:
-        """Close the engine on its own thread, then stop the thread."""
+    async def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Close the engine on its own thread, then stop the thread (not waiting on a hung engine)."""
         if self.engine is not None:
-            await self.call(self.engine.close)
+            try:
+                await asyncio.wait_for(self.call(self.engine.close), timeout_s)
+            except TimeoutError:
+                log.warning("the engine did not close within %.0f s; leaving it", timeout_s)
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                return
         self._executor.shutdown(wait=True)

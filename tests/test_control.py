@@ -166,3 +166,39 @@ def test_second_daemon_is_refused(stdin_daemon):
     )
     assert result.returncode == 1 and "already running" in result.stderr
     assert stdin_daemon.control.request("status")["state"] == "ready"
+
+
+def test_admin_commands_find_a_daemon_in_a_custom_socket_dir(isolated_env, tmp_path):
+    import tempfile
+
+    custom = tempfile.mkdtemp(prefix="dtc-", dir="/tmp")
+    env = {k: v for k, v in isolated_env.items() if k != "DICTATED_RUNTIME_DIR"}
+    config = tmp_path / "c.toml"
+    config.write_text(f'[transport]\nruntime_dir = "{custom}"\n')
+    daemon = start_daemon(
+        {**env, "DICTATED_RUNTIME_DIR": custom},
+        "--source",
+        "-",
+        "--engine",
+        "whisper",
+        "--config",
+        str(config),
+        stdin=subprocess.PIPE,
+    )
+    try:
+        daemon.wait_ready()
+
+        def cli(*args):
+            return subprocess.run(
+                ["python", "-m", "dictated", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+
+        assert cli("status").returncode == 1  # not in the default place
+        assert "ready" in cli("status", "--runtime-dir", custom).stdout
+        assert "ready" in cli("status", "--config", str(config)).stdout
+    finally:
+        daemon.stop()

@@ -210,3 +210,37 @@ def test_realtime_file_is_paced_like_a_microphone(run_daemon, tmp_path):
     in_file = (signal.spoken[1].start_sample - signal.spoken[0].start_sample) / SAMPLE_RATE
     assert abs((transcripts[1]["start"] - transcripts[0]["start"]) - in_file) < 0.3
     assert transcripts[1]["end"] - transcripts[0]["start"] > in_file  # spans real seconds
+
+
+def test_seq_keeps_growing_across_restarts(run_daemon):
+    """Live-only events (vad, status) are not journaled, yet a client that saw them must not take
+    the next run's events for ones it has already seen."""
+    first = run_daemon("--source", f"file:{DEMO_WAV}", "--engine", "whisper")
+    second = run_daemon("--source", f"file:{DEMO_WAV}", "--engine", "whisper")
+    assert first and second
+    assert min(body["seq"] for _, body in second) > max(body["seq"] for _, body in first)
+
+
+def test_a_busy_endpoint_is_a_clear_error(isolated_env, free_port):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port))
+        taken.listen()
+        result = subprocess.run(
+            daemon_command(
+                "--source",
+                f"file:{DEMO_WAV}",
+                "--engine",
+                "whisper",
+                "--pub",
+                f"tcp://127.0.0.1:{free_port}",
+            ),
+            env=isolated_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"cannot publish on tcp://127.0.0.1:{free_port}" in result.stderr
+    assert "Traceback" not in result.stderr

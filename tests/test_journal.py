@@ -17,9 +17,11 @@ def test_append_since_and_restart_continue_seq(tmp_path):
     journal.close()
     reopened = Journal(path)
     assert reopened.last_seq == 9
-    assert [e.seq for e in reopened.since(3)] == [5, 9]
-    assert [e.body["text"] for e in reopened.since(0, limit=2)] == ["t5", "t9"]
-    assert reopened.since(9) == []
+    assert [e.seq for e in reopened.since(3)[0]] == [5, 9]
+    events, more = reopened.since(0, limit=2)
+    assert [e.body["text"] for e in events] == ["t3", "t5"] and more is True
+    assert reopened.since(0, limit=3)[1] is False
+    assert reopened.since(9) == ([], False)
 
 
 def test_torn_last_line_is_skipped_not_fatal(tmp_path, caplog):
@@ -31,8 +33,10 @@ def test_torn_last_line_is_skipped_not_fatal(tmp_path, caplog):
         f.write('{"topic": "transcript", "event": {"v": 1, "seq": 2, "te')  # crash mid-write
     reopened = Journal(path)
     assert reopened.last_seq == 1
-    assert [e.body["text"] for e in reopened.since(0)] == ["kept"]
+    assert [e.body["text"] for e in reopened.since(0)[0]] == ["kept"]
     assert "unreadable line 1 from the end" in caplog.text
+    reopened.append(make_event("transcript", 2, {"text": "after the crash"}))  # not glued on
+    assert [e.body["text"] for e in Journal(path).since(0)[0]] == ["kept", "after the crash"]
 
 
 def test_history_across_many_chunks_matches_a_plain_read(tmp_path):
@@ -47,6 +51,6 @@ def test_history_across_many_chunks_matches_a_plain_read(tmp_path):
     ]
     reopened = Journal(path)
     assert reopened.last_seq == plain[-1]
-    assert [e.seq for e in reopened.since(0)] == plain
-    assert [e.seq for e in reopened.since(1500)] == [s for s in plain if s > 1500]
-    assert [e.seq for e in reopened.since(0, limit=5)] == plain[-5:]
+    assert [e.seq for e in reopened.since(0)[0]] == plain
+    assert [e.seq for e in reopened.since(1500)[0]] == [s for s in plain if s > 1500]
+    assert [e.seq for e in reopened.since(0, limit=5)[0]] == plain[:5]

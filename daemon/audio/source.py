@@ -54,10 +54,13 @@ class FileSource(AudioSource):
         self.realtime = realtime
         self.description = f"file:{self.path}"
         self._pcm = load_audio(self.path)  # fail early, before the daemon starts serving
+        self._closed = False
 
     async def blocks(self) -> AsyncIterator[Block]:
         t0 = time.time()
         for offset in range(0, len(self._pcm), BLOCK_SAMPLES):
+            if self._closed:
+                return
             chunk = self._pcm[offset : offset + BLOCK_SAMPLES]
             end = offset + len(chunk)
             if self.realtime:
@@ -67,6 +70,9 @@ class FileSource(AudioSource):
             else:
                 await asyncio.sleep(0)  # let the loop serve sockets between blocks
             yield Block(chunk, time.time())
+
+    async def aclose(self) -> None:
+        self._closed = True
 
 
 class StdinSource(AudioSource):
@@ -80,6 +86,8 @@ class StdinSource(AudioSource):
 
     def __init__(self, stream=None):
         self._stream = stream if stream is not None else sys.stdin.buffer
+        self._closed = False
+        self._transport: asyncio.ReadTransport | None = None
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
@@ -90,10 +98,11 @@ class StdinSource(AudioSource):
                 lambda: asyncio.StreamReaderProtocol(reader), self._stream
             )
         except (ValueError, OSError):  # a regular file: never blocks, read it directly
-            while data := self._stream.read(size):
+            while not self._closed and (data := self._stream.read(size)):
                 yield data
                 await asyncio.sleep(0)
             return
+        self._transport = transport
         try:
             while data := await reader.read(size):
                 yield data
@@ -108,10 +117,16 @@ class StdinSource(AudioSource):
             carry = data[usable:]
             if usable:
                 yield Block(np.frombuffer(data[:usable], dtype="<i2").astype(np.int16), time.time())
-        if carry:
+        if carry and not self._closed:
             raise AudioError(
                 "stdin ended in the middle of a sample: expected s16le (2 bytes per sample)"
             )
+
+    async def aclose(self) -> None:
+        """Stop reading: the pipe's reader sees end of input and `blocks` ends."""
+        self._closed = True
+        if self._transport is not None:
+            self._transport.close()
 
 
 def open_source(

@@ -17,6 +17,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from ..errors import DictatedError
 from ..protocol import ProtocolError, decode_request, error_reply, ok_reply
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class ControlServer:
             self.socket.bind(endpoint)
         except zmq.ZMQError as exc:
             self.socket.close(0)
-            raise OSError(f"cannot bind control endpoint {endpoint}: {exc}") from exc
+            raise DictatedError(f"cannot listen for commands on {endpoint}: {exc}") from exc
 
     async def serve(self) -> None:
         while True:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import zmq
 
+from ..errors import DictatedError
 from ..journal import Journal
 from ..protocol import JOURNALED_TOPICS, Event, encode_event, make_event
 
@@ -23,9 +24,14 @@ class Publisher:
 
     def __init__(self, context: zmq.Context, endpoints: Sequence[str], journal: Journal):
         self.journal = journal
-        self.seq = journal.last_seq
+        # seq must grow across restarts, but live-only events (vad, status) are not journaled, so
+        # the journal's last seq can be below what the previous run published: clients would drop
+        # the new run's events as already seen. A run therefore starts at the wall clock in ms,
+        # which no earlier run can have reached (it publishes far fewer than 1000 events a second).
+        self.seq = max(journal.last_seq, time.time_ns() // 1_000_000)
         self.endpoints = list(endpoints)
-        self.socket = context.socket(zmq.PUB)
+        # a plain (blocking-API) socket: PUB never blocks, and a send error must raise here
+        self.socket = zmq.Context.shadow(context.underlying).socket(zmq.PUB)
         self.socket.setsockopt(zmq.LINGER, 500)
         self.socket.setsockopt(zmq.SNDHWM, 10_000)
         for endpoint in self.endpoints:
@@ -33,7 +39,10 @@ class Publisher:
                 self.socket.bind(endpoint)
             except zmq.ZMQError as exc:
                 self.socket.close(0)
-                raise OSError(f"cannot bind events endpoint {endpoint}: {exc}") from exc
+                raise DictatedError(
+                    f"cannot publish on {endpoint}: {exc} (is another program or dictated using it? "
+                    "choose another --pub / transport.pub endpoint)"
+                ) from exc
         self.last_publish_ms = 0.0
 
     def publish(self, topic: str, body: dict) -> Event:
