@@ -187,3 +187,27 @@ def test_prompt_that_fills_the_decoder_is_an_error(make_dir):
     runtime = TorchRuntime.from_pretrained(make_dir(0), device="cpu")
     with pytest.raises(ValueError, match="positions"):
         GreedyDecoder(DecodingOptions(), EOS).token_limit(runtime, MAX_POSITIONS)
+
+
+def test_a_transcript_that_exactly_fills_the_decoder_is_not_truncated(make_dir, clips):
+    """When the text ends on the decoder's last free position, the last token is still fed to
+    learn that eos follows: `truncated` only when the text really was cut."""
+    model_dir = make_dir(1, eos_bias=1.0)
+    model = load_tiny_model(model_dir)
+    prompt = prompt_for(model_dir)
+    for clip in clips:
+        ref = reference_tokens(model, clip, prompt, 40)
+        if ref[-1] == EOS and len(ref) >= 3:
+            break
+    else:
+        pytest.fail("a biased model should end with eos on one of the clips")
+    words = ref[:-1]
+    runtime = TorchRuntime.from_pretrained(model_dir, device="cpu")
+    decoder = GreedyDecoder(DecodingOptions(), EOS)
+    encoded = runtime.encode(clip.values, clip.valid_frames)
+    runtime.max_positions = len(prompt) + len(words)  # capacity ends right after the last word
+    exact = decoder.run(runtime, encoded, prompt)
+    assert list(exact.tokens) == words and not exact.truncated
+    runtime.max_positions -= 1  # one position fewer: the last word does not fit
+    cut = decoder.run(runtime, encoded, prompt)
+    assert list(cut.tokens) == words[:-1] and cut.truncated

@@ -24,7 +24,7 @@ from dictated.engines.cohere.coreml_signature import (  # noqa: E402
     read_signature,
     weight_precision,
 )
-from dictated.errors import ConfigError  # noqa: E402
+from dictated.errors import ConfigError, ModelError  # noqa: E402
 from dictated.export import ExportOptions, export_model, parse_buckets  # noqa: E402
 
 F16, F32, I32 = np.float16, np.float32, np.int32
@@ -331,12 +331,13 @@ def test_cli_export_and_force(tmp_path, tmp_path_factory, capsys, restore_loggin
         "--out",
         str(out),
         "--buckets",
-        "1",
+        "1,35",
         "--log-level",
         "warning",
     ]
     assert main(args) == 0
-    assert "cohere_encoder_1s.mlpackage" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "cohere_encoder_1s.mlpackage" in printed and "cohere_encoder_35s.mlpackage" in printed
     assert main(args) == 2  # ConfigError: already there
     assert "--force" in capsys.readouterr().err
     assert main([*args, "--force", "--precision", "int8"]) == 0
@@ -355,3 +356,58 @@ def test_engine_refuses_linux_clearly(fp16):
     )
     with pytest.raises(ConfigError, match="only on macOS; use cohere-torch or whisper"):
         CohereCoreMLEngine.load(EngineOptions(model=str(fp16)))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("5,10,20", "largest must be 35"),
+        ("abc", "comma-separated"),
+        ("0.1,35", "outside"),
+        ("", "at least one"),
+    ],
+)
+def test_bucket_lists_that_would_fail_at_run_time_are_refused(text, message):
+    from dictated.export.pipeline import parse_buckets
+
+    with pytest.raises(ConfigError, match=message):
+        parse_buckets(text)
+    assert parse_buckets("35,10") == (10.0, 35.0)
+
+
+def test_too_few_decoder_positions_are_refused(tmp_path):
+    from dictated.export.pipeline import ExportOptions
+
+    with pytest.raises(ConfigError, match="max-positions: 10 leaves no room"):
+        ExportOptions(model="m", out=tmp_path, max_positions=10)
+
+
+def test_checkpoint_with_only_tokenizer_json_exports_the_same_vocabulary(
+    tmp_path, tmp_path_factory
+):
+    """transformers' own save layout has tokenizer.json only; the export ships vocab.json built from
+    it, identical to the one built from tokenizer.model, and checks it before converting anything."""
+    import shutil
+
+    import transformers
+
+    from dictated.export.pipeline import _copy_tokenizer
+
+    model = tiny_model(tmp_path_factory)
+    only_json = tmp_path / "json"
+    shutil.copytree(model, only_json)
+    transformers.TokenizersBackend.from_pretrained(model).save_pretrained(only_json)
+    (only_json / "tokenizer.model").unlink()
+    (only_json / "vocab.json").unlink()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert _copy_tokenizer(only_json, tmp_path / "a") == ["vocab.json"]
+    _copy_tokenizer(model, tmp_path / "b")
+    assert json.loads((tmp_path / "a" / "vocab.json").read_text()) == json.loads(
+        (tmp_path / "b" / "vocab.json").read_text()
+    )
+    nothing = tmp_path / "none"
+    shutil.copytree(only_json, nothing)
+    (nothing / "tokenizer.json").unlink()
+    with pytest.raises(ModelError, match="no tokenizer"):
+        _copy_tokenizer(nothing, tmp_path / "a")

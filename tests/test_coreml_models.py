@@ -244,6 +244,7 @@ CURRENT = [
     *package_files("q8/cohere_encoder.mlpackage"),
     *package_files("q8/cohere_decoder_stateful.mlpackage"),
     *compiled_files("q8/cohere_decoder_cache_external_v2.mlmodelc"),
+    *compiled_files("f16/cohere_decoder_cache_external_v2.mlmodelc"),
     "q8/vocab.json",
 ]
 # an older layout: stateful decoders only
@@ -252,18 +253,23 @@ OLDER = [f for f in CURRENT if "cache_external" not in f]
 
 def test_default_variant_takes_the_measured_best_pair():
     sel = coreml_pull.select_files(CURRENT, coreml_pull.VARIANTS[coreml_pull.DEFAULT_VARIANT])
-    assert sel.encoder == "q8/cohere_encoder.mlpackage"  # the spec-readable twin of the .mlmodelc
-    assert sel.decoder == "q8/cohere_decoder_cache_external_v2.mlmodelc"
+    assert sel.encoder == "q8/cohere_encoder.mlmodelc"  # compiled: no compile on first load
+    assert sel.decoder == "f16/cohere_decoder_cache_external_v2.mlmodelc"  # fp16, as named
     assert sel.vocab == ("q8/vocab.json",)
     assert set(sel.files) == set(
-        package_files(sel.encoder) + compiled_files(sel.decoder) + ["q8/vocab.json"]
+        compiled_files(sel.encoder) + compiled_files(sel.decoder) + ["q8/vocab.json"]
     )
+    without_f16 = [f for f in CURRENT if not f.startswith("f16/cohere_decoder_cache_external")]
+    fallback = coreml_pull.select_files(
+        without_f16, coreml_pull.VARIANTS[coreml_pull.DEFAULT_VARIANT]
+    )
+    assert fallback.decoder == "q8/cohere_decoder_cache_external_v2.mlmodelc"
 
 
 def test_default_variant_falls_back_to_the_fp16_stateful_decoder():
     sel = coreml_pull.select_files(OLDER, coreml_pull.VARIANTS[coreml_pull.DEFAULT_VARIANT])
     assert (sel.encoder, sel.decoder) == (
-        "q8/cohere_encoder.mlpackage",
+        "q8/cohere_encoder.mlmodelc",
         "f16/cohere_decoder_stateful.mlpackage",
     )
 
@@ -272,7 +278,7 @@ def test_default_variant_falls_back_to_the_fp16_stateful_decoder():
 def test_named_variants(variant, folder):
     sel = coreml_pull.select_files(CURRENT, coreml_pull.VARIANTS[variant])
     assert (sel.encoder, sel.decoder) == (
-        f"{folder}/cohere_encoder.mlpackage",
+        f"{folder}/cohere_encoder.mlmodelc",
         f"{folder}/cohere_decoder_stateful.mlpackage",
     )
 

@@ -36,6 +36,9 @@ def encoder_file(seconds: float) -> str:
     return f"cohere_encoder_{seconds:g}s.mlpackage"
 
 
+MIN_POSITIONS = 32  # 10 prompt tokens plus a short sentence
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     model: str  # checkpoint directory or hub repo id (CohereLabs/cohere-transcribe-03-2026)
@@ -49,6 +52,13 @@ class ExportOptions:
     cache_dir: Path | None = None  # hub download cache
     keep_traced: bool = False
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_positions < MIN_POSITIONS:
+            raise ConfigError(
+                f"max-positions: {self.max_positions} leaves no room for text after the 10-token "
+                f"prompt; use at least {MIN_POSITIONS} (default {DEFAULT_MAX_POSITIONS})"
+            )
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,11 @@ def parse_buckets(text: str) -> tuple[float, ...]:
             raise ConfigError(
                 f"buckets: {value:g} s is outside 0.5..{MAX_UTTERANCE_S:g} s (the model's window)"
             )
+    if values[-1] < MAX_UTTERANCE_S:
+        raise ConfigError(
+            f"buckets: the largest must be {MAX_UTTERANCE_S:g} s, the longest utterance the daemon "
+            f"sends (got {text!r}); e.g. 10,{MAX_UTTERANCE_S:g}"
+        )
     return tuple(values)
 
 
@@ -188,6 +203,10 @@ def _convert_all(
             max_positions,
         )
     int8 = options.precision == "int8"
+    with _stage(
+        "tokenizer", timings
+    ):  # first: a checkpoint without one fails before minutes of work
+        tokenizer = _copy_tokenizer(model_dir, staging)
     traced_dir = staging / TRACED_DIR
     traced_files: dict[str, str] = {}
 
@@ -272,9 +291,6 @@ def _convert_all(
             }
         )
 
-    with _stage("tokenizer", timings):
-        tokenizer = _copy_tokenizer(model_dir, staging)
-
     return {
         "version": 1,
         "source": {
@@ -336,7 +352,13 @@ def _output_frames(package: Path) -> int:
 
 
 def _copy_tokenizer(model_dir: Path, staging: Path) -> list[str]:
-    """tokenizer.model as is, and vocab.json ({"id": "piece"}, the published layout) copied or built."""
+    """tokenizer.model as is, and vocab.json ({"id": "piece"}, the published layout) copied or built
+    from whichever tokenizer the checkpoint has (tokenizer.model, tokenizer.json or vocab.json)."""
+    import json
+
+    from ..engines.cohere.tokenizer import CohereTokenizer
+
+    tokenizer = CohereTokenizer.from_dir(model_dir)  # ModelError naming what is missing
     written = []
     sp_path, vocab_path = model_dir / "tokenizer.model", model_dir / "vocab.json"
     if sp_path.is_file():
@@ -344,17 +366,8 @@ def _copy_tokenizer(model_dir: Path, staging: Path) -> list[str]:
         written.append(sp_path.name)
     if vocab_path.is_file():
         shutil.copyfile(vocab_path, staging / vocab_path.name)
-    elif sp_path.is_file():
-        import json
-
-        import sentencepiece as spm
-
-        sp = spm.SentencePieceProcessor(model_file=str(sp_path))
-        vocab = {str(i): sp.id_to_piece(i) for i in range(sp.get_piece_size())}
-        (staging / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     else:
-        raise ModelError(
-            f"{model_dir} has no tokenizer.model or vocab.json to ship with the CoreML packages"
-        )
+        vocab = {str(i): piece for i, piece in enumerate(tokenizer.pieces)}
+        (staging / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     written.append("vocab.json")
     return written

@@ -47,7 +47,9 @@ VARIANTS: dict[str, Variant] = {
             "int8-encoder+fp16-decoder",
             "int8 encoder + fp16 decoder, the cache-external v2 one FluidAudio ships (measured best); ~2.2 GB",
             "q8",
-            (("q8", EXTERNAL_V2), ("f16", EXTERNAL_V2), ("", EXTERNAL_V2), ("f16", STATEFUL)),
+            # the fp16 decoder the name promises; the int8 one FluidAudio ships only if it is the
+            # one cache-external decoder there is
+            (("f16", EXTERNAL_V2), ("q8", EXTERNAL_V2), ("", EXTERNAL_V2), ("f16", STATEFUL)),
         ),
         Variant(
             "f16", "fp16 encoder + fp16 stateful decoder; ~3.9 GB", "f16", (("f16", STATEFUL),)
@@ -92,8 +94,10 @@ def _kind(package: str) -> str | None:
 
 
 def _pick(candidates: Sequence[str]) -> str | None:
-    """Prefer the .mlpackage of a same-named pair (its spec is readable anywhere)."""
-    ordered = sorted(candidates, key=lambda p: (not p.endswith(".mlpackage"), p))
+    """Prefer the compiled .mlmodelc of a same-named pair: it loads in about a second, where the
+    .mlpackage is compiled on first load (minutes) and kept a second time in the compile cache.
+    Both are readable on any OS (`coreml_signature`)."""
+    ordered = sorted(candidates, key=lambda p: (not p.endswith(".mlmodelc"), p))
     return ordered[0] if ordered else None
 
 
@@ -172,6 +176,33 @@ def _remote_records(
     return commit, records
 
 
+def _remove_stale(dest: Path, keep: Sequence[str]) -> None:
+    """Delete what an earlier pull into `dest` downloaded and this one does not (say, an old
+    .mlpackage that would otherwise win over the new .mlmodelc); nothing else is touched."""
+    import json
+    import shutil
+
+    manifest = dest / PULL_MANIFEST
+    if not manifest.is_file():
+        return
+    try:
+        previous = json.loads(manifest.read_text(encoding="utf-8")).get("files", {})
+    except (ValueError, OSError):
+        return
+    kept_packages = {m.group(1) for f in keep if (m := PACKAGE_RE.match(f))}
+    for name in previous:
+        match = PACKAGE_RE.match(name)
+        top = match.group(1) if match else name
+        if name in keep or top in kept_packages:
+            continue
+        target = dest / top
+        log.info("removing %s from an earlier pull", target)
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+
+
 def pull(
     variant: str = DEFAULT_VARIANT, revision: str | None = None, dest: Path | None = None
 ) -> Path:
@@ -195,6 +226,7 @@ def pull(
     )
     commit, remote = _remote_records(REPO_ID, revision, selection.files)
     dest.mkdir(parents=True, exist_ok=True)
+    _remove_stale(dest, selection.files)
     hub.download_snapshot(
         REPO_ID, revision=commit or revision, allow_patterns=selection.files, local_dir=dest
     )

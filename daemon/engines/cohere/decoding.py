@@ -105,6 +105,21 @@ class EosBias(LogitFilter):
         scores[self.eos_id] += self.bias
 
 
+_noted_log_probs = False
+
+
+def _note_log_probs() -> None:
+    """Say once that the penalty is weaker on this decoder (defined on logits, it sees log-probs)."""
+    global _noted_log_probs
+    if not _noted_log_probs:
+        _noted_log_probs = True
+        log.info(
+            "this decoder returns log-probabilities, not logits: the repetition penalty (defined "
+            "on logits) multiplies their negative scores by the penalty, a weaker push against "
+            "repeats; decoders from `dictated models export` and cache-external ones return logits"
+        )
+
+
 class GreedyDecoder:
     """Feeds the prompt, then takes the best token per step until eos or the token limit."""
 
@@ -119,6 +134,12 @@ class GreedyDecoder:
         if options.eos_bias:
             filters.append(EosBias(eos_id, options.eos_bias))
         self.filters = tuple(filters)
+
+    def _next_is_eos(self, scores: np.ndarray, tokens: Sequence[int]) -> bool:
+        scores = np.array(scores, dtype=np.float32)
+        for f in self.filters:
+            f.apply(scores, tokens)
+        return int(np.argmax(scores)) == self.eos_id
 
     def token_limit(self, runtime: CohereRuntime, prompt_length: int) -> int:
         """Output tokens allowed: prompt + output never exceed the decoder's positions."""
@@ -135,6 +156,10 @@ class GreedyDecoder:
     ) -> DecodingResult:
         start = time.perf_counter()
         limit = self.token_limit(runtime, len(prompt))
+        if runtime.scores_are_log_probs and any(
+            isinstance(f, RepetitionPenalty) for f in self.filters
+        ):
+            _note_log_probs()
         tokens = [int(t) for t in prompt]
         output: list[int] = []
         session = runtime.start(encoded)
@@ -150,7 +175,14 @@ class GreedyDecoder:
                 break
             output.append(best)
             tokens.append(best)
-            scores = session.feed([best]) if len(output) < limit else None
+            if len(output) < limit:
+                scores = session.feed([best])
+            else:
+                scores = None
+                if self.options.max_new_tokens is None and len(tokens) <= runtime.max_positions:
+                    # the decoder's last position is still free: feed the last token only to learn
+                    # whether the text ends here, so a transcript that just fits is not "truncated"
+                    ended = self._next_is_eos(session.feed([best]), tokens)
         decoder_ms = (time.perf_counter() - start) * 1000.0
         if not ended:
             log.warning(

@@ -91,6 +91,11 @@ class CohereTokenizer:
         if len(self._pieces) == REAL_VOCAB_SIZE:
             self._check_real_ids()
 
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        """Every piece, by id: what a `vocab.json` ({"id": "piece"}) holds."""
+        return tuple(self._pieces)
+
     @classmethod
     def from_dir(cls, model_dir: Path) -> CohereTokenizer:
         """Load `tokenizer.model`, else `tokenizer.json`, else `vocab.json`; ModelError if none."""
