@@ -12,8 +12,6 @@ published encoder wants 3500 frames while bucketed exports want other sizes.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,8 +29,7 @@ LOG_GUARD = 2.0**-24  # added before the log so digital silence stays finite
 CMVN_EPSILON = 1e-5
 MAX_FRAMES = 3500  # 35 s: the published encoder's input length
 MIN_SAMPLES = 2 * HOP_LENGTH  # two valid frames: the std (ddof=1) needs two
-BLOCK_FRAMES = 512  # frames per FFT block: 2 MB of float64, stays in cache
-PARALLEL_MIN_FRAMES = 1000  # below ~10 s a thread hand-off costs about what it saves
+BLOCK_FRAMES = 256  # frames per FFT block: 0.5 MB of float32, stays in cache
 
 
 @dataclass(frozen=True)
@@ -132,19 +129,11 @@ def log_mel_spectrogram(x: np.ndarray) -> np.ndarray:
         strides=(HOP_LENGTH * emphasised.strides[0], emphasised.strides[0]),
         writeable=False,
     )
+    # One thread on purpose: splitting the FFT over two threads measured slower here (5.9 vs
+    # 5.3 ms for 35 s), and the daemon's inference thread should not fan out on its own.
     power = np.empty((n_frames, N_FFT // 2 + 1), dtype=np.float32)
-    workers = _workers(n_frames)
-    if workers == 1:
-        _power_rows(frames, power)
-    else:  # numpy's FFT releases the GIL: halves of a long clip run on two cores
-        cuts = np.linspace(0, n_frames, workers + 1).astype(int)
-        jobs = [
-            _pool().submit(_power_rows, frames[a:b], power[a:b])
-            for a, b in zip(cuts[:-1], cuts[1:], strict=True)
-        ]
-        for job in jobs:
-            job.result()
-    mel = power @ mel_filterbank()  # BLAS, in this thread only: no nested thread pools
+    _power_rows(frames, power)
+    mel = power @ mel_filterbank()
     mel += np.float32(LOG_GUARD)
     return np.log(mel, out=mel)
 
@@ -153,11 +142,11 @@ def _power_rows(frames: np.ndarray, power: np.ndarray) -> None:
     """Window, FFT and |X|^2 for a run of frames, written into `power`.
 
     Blocks of BLOCK_FRAMES keep the working set in cache (one 35 s pass over whole arrays is about
-    twice as slow, mostly page faults on fresh 14 MB buffers). float64 on purpose: numpy's
-    pocketfft is faster in double than in single precision.
+    twice as slow, mostly page faults on fresh 14 MB buffers). Single precision, like
+    transformers' torch.stft: numpy 2's pocketfft computes float32 natively, ~15 % faster here.
     """
-    buffer = np.zeros((BLOCK_FRAMES, N_FFT), dtype=np.float64)  # columns 400.. stay zero
-    window = _window64()
+    buffer = np.zeros((BLOCK_FRAMES, N_FFT), dtype=np.float32)  # columns 400.. stay zero
+    window = hann_window()
     for start in range(0, frames.shape[0], BLOCK_FRAMES):
         n = min(BLOCK_FRAMES, frames.shape[0] - start)
         np.multiply(frames[start : start + n], window, out=buffer[:n, :WIN_LENGTH])
@@ -165,20 +154,6 @@ def _power_rows(frames: np.ndarray, power: np.ndarray) -> None:
         block = power[start : start + n]
         np.square(spectrum.real, out=block, casting="same_kind")
         block += np.square(spectrum.imag)
-
-
-def _workers(n_frames: int) -> int:
-    return min(2, os.cpu_count() or 1) if n_frames >= PARALLEL_MIN_FRAMES else 1
-
-
-@lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="cohere-features")
-
-
-@lru_cache(maxsize=1)
-def _window64() -> np.ndarray:
-    return hann_window().astype(np.float64)
 
 
 def normalize(log_mel: np.ndarray, valid_frames: int) -> np.ndarray:
