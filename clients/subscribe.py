@@ -33,11 +33,13 @@ class Subscription:
         topics: Iterable[str] = ("",),
         since: int | None = None,
         context: zmq.Context | None = None,
+        page_size: int | None = None,
     ):
         self._context = context or zmq.Context.instance()
         self.events_endpoint = events_endpoint or default_endpoint(EVENTS_SOCKET)
         self.control = control
         self.last_seq = since  # None: live only
+        self.page_size = page_size  # None: the daemon's maximum
         self.socket = self._context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         for topic in topics:
@@ -53,7 +55,8 @@ class Subscription:
             raise ValueError("history replay needs a control client")
         events: list[Event] = []
         while True:
-            reply = self.control.request("history", since=since)
+            limit = {"limit": self.page_size} if self.page_size else {}
+            reply = self.control.request("history", since=since, **limit)
             page = [event_from_body(item["topic"], item["event"]) for item in reply["events"]]
             events += page
             if not reply.get("more") or not page:

@@ -202,3 +202,23 @@ def test_admin_commands_find_a_daemon_in_a_custom_socket_dir(isolated_env, tmp_p
         assert "ready" in cli("status", "--config", str(config)).stdout
     finally:
         daemon.stop()
+
+
+def test_status_events_say_paused_while_paused(stdin_daemon):
+    """Every status event published while paused says so (not only the pause reply)."""
+    import zmq
+
+    context = zmq.Context.instance()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"status")
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(stdin_daemon.events_endpoint)
+    time.sleep(0.5)  # let the subscription reach the publisher
+    stdin_daemon.control.request("pause")
+    stdin_daemon.control.request("language", language="en")  # publishes a status event
+    states = []
+    while sub.poll(1000):
+        states.append(json.loads(sub.recv_multipart()[1])["state"])
+    sub.close()
+    assert states == ["paused", "paused"]
+    assert stdin_daemon.control.request("resume")["state"] == "ready"

@@ -66,3 +66,27 @@ def test_since_replays_then_follows_live_without_gap_or_duplicate(isolated_env):
         assert out3.splitlines() == [t["text"] for t in all_transcripts]
     finally:
         daemon.stop()
+
+
+def test_history_is_read_page_by_page(isolated_env):
+    """A reconnecting client gets everything even when the daemon answers in pages (`more`)."""
+    from dictated.clients.control import ControlClient
+    from dictated.clients.subscribe import Subscription
+
+    daemon = start_daemon(
+        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
+    )
+    try:
+        daemon.wait_ready()
+        for sentence in SENTENCES[5:8]:
+            feed(daemon, sentence)
+        expected = wait_for_transcripts(daemon, 3)
+        first_page = daemon.control.request("history", since=0, limit=1)
+        assert len(first_page["events"]) == 1 and first_page["more"] is True
+        control = ControlClient(daemon.control_endpoint)
+        sub = Subscription(daemon.events_endpoint, control=control, since=0, page_size=1)
+        got = [e.body["id"] for e in sub.events(timeout_s=1.0) if e.topic == "transcript"]
+        sub.close()
+        assert got == [t["id"] for t in expected]
+    finally:
+        daemon.stop()
