@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from dictated.clients.keyboard import detect, osascript
@@ -21,7 +20,8 @@ from dictated.clients.keyboard.compose import (
 )
 from dictated.clients.keyboard.xdotool import XdotoolBackend
 from tests.daemon_proc import start_daemon
-from tests.speech import SENTENCES, silence, synthesize
+from tests.dictation import command_speech
+from tests.speech import SENTENCES
 from tests.test_control import feed, wait_for_transcripts
 from tests.xsession import open_session
 
@@ -35,12 +35,6 @@ HOSTILE = (
     "unicode: é ü ß ñ ø Å Ω Ł 日本語 中文 한국어 — “curly” … ÀÉÎÕÜÞ",
     "emoji: 😀 🎉 👍",
 )
-
-
-def scratch_that_speech() -> bytes:
-    """ "Scratch that." in the one espeak-ng voice and speed that Whisper tiny.en hears as those words."""
-    clip = synthesize("Scratch that.", "en-gb-x-rp", 140)
-    return np.concatenate([silence(0.5), clip, silence(1.5)]).astype("<i2").tobytes()
 
 
 @pytest.fixture
@@ -223,7 +217,7 @@ def test_dictated_type_types_a_real_daemons_transcripts_across_a_restart(isolate
         daemon.stop()
         daemon = start_daemon(env, *args, stdin=subprocess.PIPE)
         daemon.wait_ready()
-        daemon.feed(scratch_that_speech())
+        daemon.feed(command_speech("Scratch that."))
         feed(daemon, SENTENCES[2])
         transcripts = wait_for_transcripts(daemon, 4)
         _, err = typer.communicate(timeout=60)
