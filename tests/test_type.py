@@ -231,3 +231,31 @@ def test_dictated_type_types_a_real_daemons_transcripts_across_a_restart(isolate
     assert texts[2].lower().strip(".!") == "scratch that", texts
     assert xsession.read_back(1) == f"{texts[0]} {texts[3]}", err
     assert "typing with xdotool" in err
+
+
+def test_dry_run_prints_each_action_quoted(isolated_env, tmp_path):
+    env = {**isolated_env, "PATH": str(tmp_path)}  # no typing tool needed for a dry run
+    typer = subprocess.Popen(
+        [sys.executable, "-m", "dictated.clients.keyboard.cli", "--dry-run", "--count", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    daemon = start_daemon(
+        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
+    )
+    try:
+        daemon.wait_ready()
+        feed(daemon, SENTENCES[4])
+        daemon.feed(command_speech("Scratch that."))
+        transcripts = wait_for_transcripts(daemon, 2)
+        out, err = typer.communicate(timeout=60)
+    finally:
+        daemon.stop()
+        if typer.poll() is None:
+            typer.kill()
+            typer.communicate()
+    assert typer.returncode == 0, err
+    first = transcripts[0]["text"]
+    assert out.splitlines() == [f'type "{first}"', f"backspace {len(first)}"]
