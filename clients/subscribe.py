@@ -1,14 +1,17 @@
 """Follow the daemon's events: optional history replay, then the live stream, with no gap or duplicate.
 
 ZeroMQ drops what a PUB socket sends before a subscriber's subscription arrives, and `seq` counts
-every topic. So: subscribe first, fetch history since the client's last seq, then follow live
-events; whenever a live event's seq skips past the last one seen, ask history for the
-difference (live-only topics such as `vad` are not in history; transcripts and errors are).
-Duplicates are impossible because only events with seq above the last delivered pass.
+every topic. So the socket subscribes to every topic (the live-only ones are a few small events
+per utterance) and follows `seq` across all of them: a jump in `seq` is then a real loss, not
+an event of a topic the caller did not ask for. Only journaled topics can be recovered; a loss
+is filled by asking `history` for the journaled topics the caller wants since the last seq seen
+(and nothing is asked when it wants none). Only the topics asked for are delivered; duplicates
+are impossible because only events with seq above the last one seen pass.
 
-A daemon that is not running yet, or restarts, is waited for: ZeroMQ reconnects the SUB socket by
-itself, and a socket monitor tells us when it has, so history since the last seq is fetched at
-once (what the new run published before the reconnect) rather than at the next live event.
+A daemon that is not running yet, or restarts, is waited for: ZeroMQ reconnects the socket by
+itself, and a socket monitor says when it has, so history since the last seq is fetched at once
+(what a restarted daemon published before the reconnect) rather than at the next live event,
+which may never come. With `wait`, a daemon that does not answer is waited for instead of raising.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from zmq.utils.monitor import recv_monitor_message
 
 from dictated.protocol import (
     EVENTS_SOCKET,
+    JOURNALED_TOPICS,
     Event,
     ProtocolError,
     decode_event,
     default_endpoint,
     event_from_body,
+    topic_matches,
 )
 
 from .control import CommandFailed, ControlClient, DaemonUnavailable
@@ -46,65 +51,76 @@ class Subscription:
         page_size: int | None = None,
         wait: bool = False,
     ):
-        """`wait`: a daemon that does not answer yet (or goes away) is waited for instead of raising
-        DaemonUnavailable; the wait is logged once per outage."""
+        """`topics`: ZeroMQ-style prefixes ("" is everything); `since`: replay the journal from
+        this seq first (needs `control`); None follows live events only. `wait`: a daemon that
+        does not answer (not running yet, restarting) is waited for, with one log line per
+        outage, instead of raising DaemonUnavailable."""
         self._context = context or zmq.Context.instance()
         self.events_endpoint = events_endpoint or default_endpoint(EVENTS_SOCKET)
         self.control = control
         self.topics = tuple(topics)
+        #: the journaled topics asked for: what history can recover for this subscriber
+        self.history_topics = [t for t in JOURNALED_TOPICS if topic_matches(t, self.topics)]
         self.last_seq = since  # None: live only
         self.page_size = page_size  # None: the daemon's maximum
         self.wait = wait
         self.connected = False
         self.socket = self._context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
-        for topic in self.topics:
-            self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii"))
+        self.socket.setsockopt(zmq.SUBSCRIBE, b"")  # every topic: seq is followed across all
         self._monitor = self.socket.get_monitor_socket(_LINK_EVENTS)
         self.socket.connect(self.events_endpoint)
+        self._links = 0  # handshakes so far: every one after the first is a reconnect
         self._held: list[Event] = []  # live events waiting for a history fill that failed
         self._behind = False  # a history fill is owed (the daemon did not answer)
-        self._backlog: list[Event] = []  # history fetched here, delivered by events()
+        self._backlog: list[Event] = []
+        self._replayed_to: int | None = None
         try:
             if since is not None:
-                self._backlog = self._sync([])
+                try:
+                    self._backlog, self._replayed_to = self._history(since)
+                except DaemonUnavailable as exc:
+                    if not wait:
+                        raise
+                    log.warning("%s; waiting for it", exc)
+                    self._behind = True
             elif wait and control is not None:
-                control.request("status")  # only to say at once that there is nothing to follow yet
-        except DaemonUnavailable as exc:
-            if not wait:
-                self.close()
-                raise
-            log.warning("%s; waiting for it", exc)
+                try:
+                    control.request("status")  # only to say at once that nothing runs yet
+                except DaemonUnavailable as exc:
+                    log.warning("%s; waiting for it", exc)
         except BaseException:
             self.close()
             raise
 
-    def _wanted(self, topic: str) -> bool:
-        return any(topic.startswith(t) for t in self.topics)
-
-    def _history(self, since: int) -> list[Event]:
-        """Every journaled event after `since`, page by page (the daemon caps a reply's size)."""
+    def _history(self, since: int) -> tuple[list[Event], int]:
+        """Journaled events of the wanted topics after `since`, page by page (the daemon caps a
+        reply's size), and the daemon's last seq when it answered."""
         if self.control is None:
             raise ValueError("history replay needs a control client")
+        if not self.history_topics:
+            return [], since
         events: list[Event] = []
         while True:
             limit = {"limit": self.page_size} if self.page_size else {}
-            reply = self.control.request("history", since=since, **limit)
+            reply = self.control.request(
+                "history", since=since, topics=self.history_topics, **limit
+            )
             page = [event_from_body(item["topic"], item["event"]) for item in reply["events"]]
             events += page
             if not reply.get("more") or not page:
-                return events
+                return events, max(reply.get("last_seq", since), since)
             since = page[-1].seq
 
     def _sync(self, live: list[Event]) -> list[Event]:
         """History since the last seq merged with `live` events, in seq order, each once.
 
         When the daemon does not answer and `wait` is set, the live events are held and the fill
-        is retried on the next reconnect or live event, so nothing is skipped past.
+        is retried at the next reconnect or live event, so nothing is skipped past.
         """
         held = self._held + live
         try:
-            missed = self._history(self.last_seq or 0)
+            missed, _ = self._history(self.last_seq or 0)
         except (DaemonUnavailable, CommandFailed) as exc:
             if not self.wait:
                 raise
@@ -117,20 +133,23 @@ class Subscription:
         for event in sorted(missed + held, key=lambda e: e.seq):
             if self.last_seq is not None and event.seq <= self.last_seq:
                 continue
-            self.last_seq = event.seq  # history's other topics are accounted for, not delivered
-            if self._wanted(event.topic):
+            self.last_seq = event.seq
+            if topic_matches(event.topic, self.topics):
                 out.append(event)
         return out
 
     def _deliver(self, event: Event) -> Iterator[Event]:
-        if self.last_seq is not None and event.seq <= self.last_seq:
-            return  # already delivered via history
-        gap = self.last_seq is not None and (event.seq > self.last_seq + 1 or self._behind)
-        if gap and self.control is not None:
+        last = self.last_seq
+        if last is not None and event.seq <= last:
+            return  # already seen (delivered via history, or replayed past it)
+        if self.control is not None and (
+            self._behind or (last is not None and event.seq > last + 1)
+        ):
             yield from self._sync([event])  # fill the gap, this event included
             return
         self.last_seq = event.seq
-        yield event
+        if topic_matches(event.topic, self.topics):
+            yield event
 
     def _on_link(self) -> Iterator[Event]:
         message = recv_monitor_message(self._monitor)
@@ -140,14 +159,22 @@ class Subscription:
             self.connected = False
             return
         self.connected = True
+        self._links += 1
         log.info("connected to the daemon (%s)", self.events_endpoint)
-        if self.control is not None and (self.last_seq is not None or self._behind):
+        reconnect = self._links > 1 and self.last_seq is not None
+        if self.control is not None and (reconnect or self._behind):
             yield from self._sync([])  # what a restarted daemon published before we reconnected
 
     def events(self, timeout_s: float | None = None) -> Iterator[Event]:
-        """Yield events forever (or until no event arrives for `timeout_s`)."""
-        backlog, self._backlog = self._backlog, []
-        yield from backlog
+        """Yield the subscribed topics' events forever (or until none arrives for `timeout_s`)."""
+        for event in self._backlog:  # history is complete in itself: no gap to look for
+            if event.seq > (self.last_seq or 0):
+                self.last_seq = event.seq
+                yield event
+        self._backlog = []
+        if self._replayed_to is not None:
+            self.last_seq = max(self.last_seq or 0, self._replayed_to)
+            self._replayed_to = None
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
