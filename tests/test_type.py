@@ -188,6 +188,17 @@ def test_hostile_strings_arrive_literally_through_xdotool(xsession, monkeypatch)
     )
 
 
+def test_more_distinct_characters_than_spare_keys_still_arrive(xsession, monkeypatch):
+    """A long Chinese utterance has more distinct characters than the keymap has spare keys."""
+    monkeypatch.setenv("DISPLAY", xsession.display)
+    text = "".join(chr(0x4E00 + 7 * i) for i in range(120)) + "。Ωß😀"
+    backend = XdotoolBackend()
+    assert len(set(text)) > backend._keymap.capacity
+    apply(backend, Composer().feed(text, "zh"))
+    assert xsession.read_back(1) == text
+    backend.close()
+
+
 def test_scratch_that_removes_exactly_the_previous_utterance_on_screen(xsession, monkeypatch):
     monkeypatch.setenv("DISPLAY", xsession.display)
     backend = XdotoolBackend()

@@ -31,6 +31,9 @@ class Backend(Protocol):
     def backspace(self, count: int) -> None:
         """Press BackSpace `count` times."""
 
+    def close(self) -> None:
+        """Give back what the backend holds (xdotool: the keycodes it bound)."""
+
 
 def find_tool(tool: str, install: str) -> str:
     """The tool's path, or BackendUnavailable naming the package that provides it."""

@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         sub.close()
+        backend.close()
     return 0
 
 

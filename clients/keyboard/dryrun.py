@@ -21,3 +21,6 @@ class DryRunBackend:
     def backspace(self, count: int) -> None:
         self.out.write(f"backspace {count}\n")
         self.out.flush()
+
+    def close(self) -> None:
+        pass

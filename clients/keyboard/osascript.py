@@ -51,3 +51,6 @@ class OsascriptBackend:
     def backspace(self, count: int) -> None:
         if count > 0:
             run_tool([self.exe, "-e", BACKSPACE_SCRIPT, f"{_PREFIX}{count}"])
+
+    def close(self) -> None:
+        pass

@@ -53,6 +53,9 @@ class QuartzBackend:
         for _ in range(count):
             self._key(_KEY_DELETE)
 
+    def close(self) -> None:
+        pass
+
 
 def _utf16_chunks(text: str, units: int) -> list[str]:
     """`text` cut into pieces of at most `units` UTF-16 code units, never inside a character."""

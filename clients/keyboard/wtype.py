@@ -27,3 +27,6 @@ class WtypeBackend:
             batch = min(count, _KEYS_PER_CALL)
             run_tool([self.exe, *["-k", "BackSpace"] * batch])
             count -= batch
+
+    def close(self) -> None:
+        pass

@@ -1,17 +1,21 @@
-"""X11: `xdotool type`, which maps each character (unicode too) to a keystroke in the focused window.
+"""X11: `xdotool type`, which turns each character (unicode too) into keystrokes for the focused window.
 
-One xdotool bug is worked around: an uppercase Latin-1 letter (À-Þ) that the keyboard map lacks
-is bound to a spare key whose X case rules make it lowercase, so `type "Å"` gives "å". Those
-letters are pressed as Shift plus their keysym instead, which is right with or without them on
-the map.
+Characters missing from the keymap are bound to spare keycodes first (`xkeymap`), because
+xdotool's own bind-press-unbind loses them in a busy application and lowercases Latin-1
+capitals. Without libX11 (never where xdotool runs, but cheap to allow) the capitals are pressed
+as Shift plus their keysym instead, and the rest is left to xdotool.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
 from .backend import BackendUnavailable, find_tool, run_tool
+from .xkeymap import KeymapBinder
+
+log = logging.getLogger(__name__)
 
 NAME = "xdotool"
 INSTALL = "sudo apt install xdotool (Debian/Ubuntu), sudo dnf install xdotool, or your distribution's package"
@@ -27,9 +31,20 @@ class XdotoolBackend:
         if not os.environ.get("DISPLAY"):
             raise BackendUnavailable("xdotool needs an X11 display and DISPLAY is not set")
         self.exe = find_tool("xdotool", INSTALL)
+        try:
+            self._keymap: KeymapBinder | None = KeymapBinder()
+        except OSError as exc:
+            log.warning("typing non-ASCII characters may be unreliable: %s", exc)
+            self._keymap = None
 
     def type_text(self, text: str) -> None:
         # --clearmodifiers: a key the user still holds (Shift, Ctrl) must not change what is typed
+        if self._keymap is not None:
+            for segment in self._keymap.segments(text):
+                self._keymap.bind(segment)
+                run_tool([self.exe, "type", "--clearmodifiers", "--", segment])
+                self._keymap.typed()
+            return
         for i, run in enumerate(_LATIN1_CAPITALS.split(text)):
             if i % 2:
                 keys = [f"shift+U{ord(ch):04X}" for ch in run]
@@ -42,3 +57,8 @@ class XdotoolBackend:
             run_tool(
                 [self.exe, "key", "--clearmodifiers", "--repeat", str(count), "--", "BackSpace"]
             )
+
+    def close(self) -> None:
+        if self._keymap is not None:
+            self._keymap.close()
+            self._keymap = None

@@ -31,3 +31,6 @@ class YdotoolBackend:
             except TypingFailed:  # ydotool 0.1.x
                 run_tool([self.exe, "key", "--repeat", str(batch), "BackSpace"])
             count -= batch
+
+    def close(self) -> None:
+        pass
