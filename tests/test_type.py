@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -244,20 +245,32 @@ def test_dictated_type_types_a_real_daemons_transcripts_across_a_restart(isolate
     assert "typing with xdotool" in err
 
 
-def test_dry_run_prints_each_action_quoted(isolated_env, tmp_path):
-    env = {**isolated_env, "PATH": str(tmp_path)}  # no typing tool needed for a dry run
+def test_dry_run_prints_each_action_quoted_from_a_tcp_endpoint(isolated_env, tmp_path, free_port):
+    """--endpoint tcp://… and --control override the defaults (the client's own default socket
+    directory is empty); --dry-run needs no typing tool."""
+    endpoint = f"tcp://127.0.0.1:{free_port}"
+    daemon = start_daemon(
+        isolated_env,
+        *("--source", "-", "--engine", "whisper", "--linger", "0", "--pub", endpoint),
+        stdin=subprocess.PIPE,
+    )
+    env = {**isolated_env, "PATH": str(tmp_path), "DICTATED_RUNTIME_DIR": str(tmp_path)}
     typer = subprocess.Popen(
-        [sys.executable, "-m", "dictated.clients.keyboard.cli", "--dry-run", "--count", "2"],
+        [
+            sys.executable,
+            "-m",
+            "dictated.clients.keyboard.cli",
+            *("--dry-run", "--count", "2", "--endpoint", endpoint),
+            *("--control", daemon.control_endpoint),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    daemon = start_daemon(
-        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
-    )
     try:
         daemon.wait_ready()
+        time.sleep(1.0)  # the client connects over tcp
         feed(daemon, SENTENCES[4])
         daemon.feed(command_speech("Scratch that."))
         transcripts = wait_for_transcripts(daemon, 2)
@@ -270,3 +283,4 @@ def test_dry_run_prints_each_action_quoted(isolated_env, tmp_path):
     assert typer.returncode == 0, err
     first = transcripts[0]["text"]
     assert out.splitlines() == [f'type "{first}"', f"backspace {len(first)}"]
+    assert f"connected to the daemon ({endpoint})" in err

@@ -25,11 +25,27 @@ end
 
 local decode = (vim.json and vim.json.decode) or vim.fn.json_decode
 
+-- :DictatedStart, :DictatedStop, :DictatedStatus (also made by setup(), for plugin managers that
+-- put the plugin on 'runtimepath' after plugin/ scripts have run)
+function M.create_commands()
+  local commands = {
+    DictatedStart = { M.start, "Insert dictated transcripts at the cursor of this buffer" },
+    DictatedStop = { M.stop, "Stop inserting dictated transcripts" },
+    DictatedStatus = { M.status, "Show the dictated daemon's state" },
+  }
+  for name, spec in pairs(commands) do
+    vim.api.nvim_create_user_command(name, function()
+      spec[1]()
+    end, { desc = spec[2], force = true })
+  end
+end
+
 function M.setup(opts)
   M.config = vim.tbl_deep_extend("force", vim.deepcopy(defaults), opts or {})
   if type(M.config.cmd) == "string" then
     M.config.cmd = { M.config.cmd }
   end
+  M.create_commands()
 end
 
 local function mark_pos(s)
