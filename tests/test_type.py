@@ -20,6 +20,7 @@ from dictated.clients.keyboard.compose import (
     Type,
 )
 from dictated.clients.keyboard.xdotool import XdotoolBackend
+from dictated.clients.keyboard.xkeymap import KeymapBinder
 from tests.daemon_proc import start_daemon
 from tests.dictation import command_speech
 from tests.speech import SENTENCES
@@ -176,8 +177,17 @@ def test_osascript_gets_the_text_as_arguments_never_as_source():
     assert "do shell script" not in osascript.TYPE_SCRIPT
 
 
+def empty_keycodes() -> list[int]:
+    binder = KeymapBinder()
+    try:
+        return binder._empty_keycodes()
+    finally:
+        binder.close()
+
+
 def test_hostile_strings_arrive_literally_through_xdotool(xsession, monkeypatch):
     monkeypatch.setenv("DISPLAY", xsession.display)
+    empty_keys = empty_keycodes()
     backend = XdotoolBackend()
     composer = Composer()
     for line in HOSTILE:
@@ -187,6 +197,9 @@ def test_hostile_strings_arrive_literally_through_xdotool(xsession, monkeypatch)
     assert xsession.read_back(len(HOSTILE) + 2) == "\n".join(
         [*HOSTILE, "two\nlines typed as one utterance"]
     )
+    assert empty_keycodes() != empty_keys  # it bound keys for the non-ASCII characters
+    backend.close()
+    assert empty_keycodes() == empty_keys  # and gave them back
 
 
 def test_more_distinct_characters_than_spare_keys_still_arrive(xsession, monkeypatch):
@@ -243,6 +256,24 @@ def test_dictated_type_types_a_real_daemons_transcripts_across_a_restart(isolate
     assert texts[2].lower().strip(".!") == "scratch that", texts
     assert xsession.read_back(1) == f"{texts[0]} {texts[3]}", err
     assert "typing with xdotool" in err
+
+
+def test_a_bad_endpoint_is_a_usage_error(isolated_env):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dictated.clients.keyboard.cli",
+            "--dry-run",
+            "--endpoint",
+            "nonsense",
+        ],
+        env=isolated_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and "cannot connect to nonsense" in done.stderr
 
 
 def test_dry_run_prints_each_action_quoted_from_a_tcp_endpoint(isolated_env, tmp_path, free_port):

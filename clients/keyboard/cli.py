@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+
+import zmq
 
 from dictated.protocol import TOPIC_TRANSCRIPT
 
@@ -60,6 +63,11 @@ def apply(backend: Backend, actions: list) -> None:
             backend.type_text(action.text)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (a service manager, `kill`) ends like Ctrl-C, so the backend gives back its keys."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -72,12 +80,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     disabled = set(COMMANDS) if args.no_commands else set(args.no_command)
     composer = Composer(ComposeOptions(commands=frozenset(COMMANDS) - disabled))
-    sub = Subscription(
-        args.endpoint,
-        control=ControlClient(args.control),
-        topics=(TOPIC_TRANSCRIPT,),
-        wait=True,
-    )
+    try:
+        sub = Subscription(
+            args.endpoint,
+            control=ControlClient(args.control),
+            topics=(TOPIC_TRANSCRIPT,),
+            wait=True,
+        )
+    except zmq.ZMQError as exc:
+        backend.close()
+        log.error("cannot connect to %s: %s", args.endpoint, exc)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
     transcripts = 0
     try:
         for event in sub.events():

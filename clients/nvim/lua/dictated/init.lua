@@ -127,10 +127,10 @@ local function on_event(s, line)
   end
   local language = type(event.language) == "string" and event.language or ""
   for _, action in ipairs(s.composer:feed(event.text, language)) do
-    if action.backspace then
-      backspace(s, action.backspace)
-    else
-      insert(s, action.type)
+    local ok_edit, err = pcall(action.backspace and backspace or insert, s, action.backspace or action.type)
+    if not ok_edit then -- e.g. 'nomodifiable'
+      notify("could not insert: " .. tostring(err), vim.log.levels.ERROR)
+      return
     end
   end
 end
