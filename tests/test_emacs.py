@@ -95,6 +95,7 @@ def test_a_missing_command_and_a_stopped_daemon_are_said_plainly(isolated_env, t
         editor.close()
 
 
+@pytest.mark.slow  # the real daemon with a real model
 def test_transcripts_land_at_point_across_a_daemon_restart(isolated_env, emacs):
     def text() -> str:
         return emacs.eval(f"(with-current-buffer {BUFFER} (buffer-string))")

@@ -88,6 +88,7 @@ def test_a_missing_command_and_a_stopped_daemon_are_said_plainly(isolated_env, t
         editor.close()
 
 
+@pytest.mark.slow  # the real daemon with a real model
 def test_transcripts_land_at_the_cursor_across_a_daemon_restart(isolated_env, nvim):
     nvim.lua("vim.api.nvim_buf_set_lines(0, 0, -1, false, {'first line', '', 'last line'})")
     nvim.lua("vim.api.nvim_win_set_cursor(0, {2, 0})")

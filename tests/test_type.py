@@ -222,6 +222,7 @@ def test_scratch_that_removes_exactly_the_previous_utterance_on_screen(xsession,
     assert xsession.read_back(1) == "Keep 日本 😀. End."
 
 
+@pytest.mark.slow  # the real daemon with a real model
 def test_dictated_type_types_a_real_daemons_transcripts_across_a_restart(isolated_env, xsession):
     """Speech in, keystrokes out: two utterances, a daemon restart, "scratch that", one more."""
     env = {**isolated_env, "DISPLAY": xsession.display, "XDG_SESSION_TYPE": "x11"}
@@ -276,6 +277,7 @@ def test_a_bad_endpoint_is_a_usage_error(isolated_env):
     assert done.returncode == 2 and "cannot connect to nonsense" in done.stderr
 
 
+@pytest.mark.slow  # the real daemon with a real model
 def test_dry_run_prints_each_action_quoted_from_a_tcp_endpoint(isolated_env, tmp_path, free_port):
     """--endpoint tcp://… and --control override the defaults (the client's own default socket
     directory is empty); --dry-run needs no typing tool."""
