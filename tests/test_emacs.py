@@ -111,6 +111,8 @@ def test_transcripts_land_at_point_across_a_daemon_restart(isolated_env, emacs):
     try:
         daemon.wait_ready()
         emacs.wait_for(lambda: "connected" in emacs.messages(), "a connected notice")
+        emacs.call("dictated-status")
+        emacs.wait_for(lambda: "state: ready" in emacs.messages(), "the daemon's status")
         feed(daemon, SENTENCES[0])
         emacs.wait_for(lambda: text() != "first line\n\nlast line", "the first transcript")
         # an edit elsewhere in the buffer: the insertion point moves with its text
