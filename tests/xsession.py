@@ -65,7 +65,7 @@ class XSession:
         )
         window = self.xdotool("search", "--sync", "--class", "xterm").split()[0]
         self.xdotool("windowfocus", "--sync", window)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a loaded machine starts an xterm slowly
         while not self.out.exists():  # the shell has run stty and started cat
             if time.monotonic() > deadline:
                 raise TimeoutError("xterm did not start cat")

@@ -33,6 +33,21 @@ def keysym(ch: str) -> int:
     return cp if 0x20 <= cp <= 0x7E or 0xA0 <= cp <= 0xFF else 0x01000000 | cp
 
 
+def _ignore_x_error(display: int, event: int) -> int:
+    log.warning("the X server refused a keymap change; some characters may not be typed")
+    return 0
+
+
+# one handler for the process (libX11 keeps a single one), alive as long as the module
+_ERROR_HANDLER_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_ERROR_HANDLER = _ERROR_HANDLER_TYPE(_ignore_x_error)
+
+
+def _bindable(ch: str) -> bool:
+    """Non-ASCII and printable: what xdotool would have to bind itself."""
+    return ord(ch) > 0x7E and ch.isprintable()
+
+
 class KeymapBinder:
     def __init__(self) -> None:
         name = ctypes.util.find_library("X11")
@@ -59,6 +74,9 @@ class KeymapBinder:
         x.XFree.argtypes = [ctypes.c_void_p]
         x.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
         x.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        # libX11's default error handler exits the process; a refused change is not worth that
+        x.XSetErrorHandler.argtypes = [_ERROR_HANDLER_TYPE]
+        x.XSetErrorHandler(_ERROR_HANDLER)
         self._x = x
         self._dpy = x.XOpenDisplay(None)
         if not self._dpy:
@@ -100,7 +118,7 @@ class KeymapBinder:
             return [text]
         out, start, seen = [], 0, set()
         for i, ch in enumerate(text):
-            if ord(ch) > 0x7E and ch not in seen:
+            if _bindable(ch) and ch not in seen:
                 if len(seen) == self.capacity:
                     out.append(text[start:i])
                     start, seen = i, set()
@@ -114,7 +132,7 @@ class KeymapBinder:
         Reusing a slot waits until REUSE_PAUSE_S have passed since the last `typed()`, so the
         application has read the keys typed with it before they change meaning.
         """
-        wanted = list(dict.fromkeys(ch for ch in segment if ord(ch) > 0x7E))
+        wanted = list(dict.fromkeys(ch for ch in segment if _bindable(ch)))
         new = [ch for ch in wanted if ch not in self._bound]
         if len(new) > len(self._free):
             time.sleep(max(0.0, self._last_typed + REUSE_PAUSE_S - time.monotonic()))
