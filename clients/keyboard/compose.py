@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 NEW_LINE = "new-line"
 NEW_PARAGRAPH = "new-paragraph"
@@ -52,24 +52,26 @@ class Backspace:
 Action = Type | Backspace
 
 
+def _group(command: str) -> str:
+    return command.replace("-", "_")  # a regex group name cannot hold "-"
+
+
 def _pattern(commands: Iterable[str]) -> re.Pattern[str] | None:
     names = [c for c in COMMANDS if c in commands]
     if not names:
         return None
-    alternatives = "|".join(f"(?P<{n.replace('-', '_')}>{_SPOKEN[n]})" for n in names)
+    alternatives = "|".join(f"(?P<{_group(n)}>{_SPOKEN[n]})" for n in names)
     # a command is whole words, swallowing the punctuation a recognizer puts after it
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)[.,;:!?]*\s*", re.IGNORECASE)
 
 
-@dataclass
 class Composer:
     """Turns each transcript into actions, remembering what it typed so it can take it back."""
 
-    options: ComposeOptions = field(default_factory=ComposeOptions)
-    _typed: list[str] = field(default_factory=list)  # text typed per unit, newest last
-
-    def __post_init__(self) -> None:
+    def __init__(self, options: ComposeOptions | None = None) -> None:
+        self.options = options or ComposeOptions()
         self._commands = _pattern(self.options.commands)
+        self._typed: list[str] = []  # text typed per unit (utterance), newest last
 
     def feed(self, text: str, language: str = "en") -> list[Action]:
         """The actions for one utterance's text."""
@@ -78,15 +80,15 @@ class Composer:
         position = 0
         for match in self._commands.finditer(text) if self._commands else ():
             self._type_words(text[position : match.start()], language, actions)
-            command = next(name for name, value in match.groupdict().items() if value)
-            if command == SCRATCH_THAT.replace("-", "_"):
+            command = next(c for c in COMMANDS if match.groupdict().get(_group(c)))
+            if command == SCRATCH_THAT:
                 # "scratch that" takes back the previous utterance, or what this one said before it
                 if not self._typed[-1]:
                     self._typed.pop()
                 actions += self._scratch()
                 self._typed.append("")
             else:
-                self._emit(_INSERTS[command.replace("_", "-")], actions)
+                self._emit(_INSERTS[command], actions)
             position = match.end()
         self._type_words(text[position:], language, actions)
         if not self._typed[-1]:
