@@ -68,7 +68,8 @@ print(json.dumps({"third_party": third_party, "dictated": dictated}))
 def client_modules() -> list[str]:
     names = ["dictated.clients"]
     for info in pkgutil.walk_packages([str(CLIENTS)], prefix="dictated.clients."):
-        names.append(info.name)
+        if not info.name.endswith(".__main__"):  # runs its program when imported
+            names.append(info.name)
     return names
 
 
