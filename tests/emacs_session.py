@@ -111,7 +111,7 @@ class Emacs:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):  # then it is killed
                 subprocess.run(
                     [self.client, "-s", self.socket, "--eval", "(kill-emacs 0)"],
                     env=self.env,
