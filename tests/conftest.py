@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _serve(request, tmp_path_factory, name: str, build, **server_options):
-    from vllm_server import ServerError, VllmServer, skip_reason, vllm_python
+    from tests.vllm_server import ServerError, VllmServer, skip_reason, vllm_python
 
     if vllm_python() is None:
         pytest.skip(skip_reason())
@@ -74,12 +74,12 @@ def vllm_whisper(request, tmp_path_factory):
     Shared by the whole session: a test that stops it (an outage) must `start()` it again before
     it ends (same port, ~60 s); a test that needs a private one builds its own `VllmServer`.
     """
-    from tiny_whisper import make_tiny_whisper_dir
+    from tests.tiny_whisper import make_tiny_whisper_dir
 
     return _serve(request, tmp_path_factory, "tiny-whisper", make_tiny_whisper_dir)
 
 
-#: how tests/cohere_checkpoint.py's model is built for the vLLM server: it ends at eos after ~30
+#: how tests/engines/cohere/nemo_checkpoint.py's model is built for the vLLM server: it ends at eos after ~30
 #: tokens and never emits byte pieces (see make_nemo_cohere_dir)
 VLLM_COHERE_BUILD = {"seed": 0, "eos_bias": 1.0, "suppress_bytes": True}
 
@@ -91,7 +91,7 @@ def vllm_cohere(request, tmp_path_factory):
     `vllm_cohere.model_dir` is the checkpoint: load our cohere-torch engine from it to compare.
     Same sharing rules as `vllm_whisper`.
     """
-    from cohere_checkpoint import SIZES, make_nemo_cohere_dir
+    from tests.engines.cohere.nemo_checkpoint import SIZES, make_nemo_cohere_dir
 
     def build(path):
         return make_nemo_cohere_dir(path, **VLLM_COHERE_BUILD)

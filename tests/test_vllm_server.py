@@ -8,9 +8,9 @@ import warnings
 
 import numpy as np
 import pytest
-from vllm_server import SHIM_DIR
 
 from tests.conftest import DEMO_WAV
+from tests.vllm_server import SHIM_DIR
 
 
 def _load_shim():

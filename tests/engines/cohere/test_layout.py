@@ -11,13 +11,10 @@ import copy
 import json
 
 import pytest
-import speech
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from cohere_checkpoint import make_nemo_cohere_dir, nemo_config  # noqa: E402
-from cohere_fixtures import tiny_cohere_config, train_tiny_tokenizer  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 
 from dictated.audio.format import int16_to_float32  # noqa: E402
@@ -26,6 +23,9 @@ from dictated.engines.cohere.engine import CohereTorchEngine  # noqa: E402
 from dictated.engines.cohere.layout import is_nemo_layout, native_config  # noqa: E402
 from dictated.engines.cohere.runtime_torch import load_model  # noqa: E402
 from dictated.errors import ModelError  # noqa: E402
+from tests import speech  # noqa: E402
+from tests.engines.cohere.fixtures import tiny_cohere_config, train_tiny_tokenizer  # noqa: E402
+from tests.engines.cohere.nemo_checkpoint import make_nemo_cohere_dir, nemo_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import json
 import re
 from pathlib import Path
 
-from cohere_fixtures import SPECIAL_PIECES, tiny_cohere_config, train_tiny_tokenizer
+from tests.engines.cohere.fixtures import SPECIAL_PIECES, tiny_cohere_config, train_tiny_tokenizer
 
 #: native (transformers) name -> NeMo name; applied in order to each key, first match wins per rule
 NATIVE_TO_NEMO: tuple[tuple[str, str], ...] = (

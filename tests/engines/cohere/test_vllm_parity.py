@@ -1,7 +1,7 @@
 """vLLM's own Cohere Transcribe against our cohere-torch engine, on one tiny NeMo-layout checkpoint.
 
 vLLM (CPU build, its `cohere_asr.py`: own features, conformer, decoder, sampler, detokeniser)
-serves tests/cohere_checkpoint.py's model; our engine loads the very same directory. Greedy
+serves tests/engines/cohere/nemo_checkpoint.py's model; our engine loads the very same directory. Greedy
 decoding (temperature 0) with the same repetition penalty must give the same text. vLLM has no
 no-repeat-ngram rule (it silently ignores a `no_repeat_ngram_size` field), so our engine runs with
 that rule off here; `test_default_policy_differs_only_by_the_ngram_rule` says what that costs.
@@ -15,7 +15,6 @@ import json
 import numpy as np
 import pytest
 import soundfile
-import speech
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -23,6 +22,7 @@ pytest.importorskip("transformers")
 from dictated.audio.format import int16_to_float32  # noqa: E402
 from dictated.engines.base import EngineOptions  # noqa: E402
 from dictated.engines.cohere.engine import CohereTorchEngine  # noqa: E402
+from tests import speech  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
