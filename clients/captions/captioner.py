@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dictated.protocol import TOPIC_ERROR, TOPIC_STATUS, TOPIC_TRANSCRIPT, Event
+from dictated.protocol import TOPIC_ERROR, TOPIC_PARTIAL, TOPIC_STATUS, TOPIC_TRANSCRIPT, Event
 
 from .cues import Cue, Timeline
 from .terminal import TerminalView
@@ -15,7 +15,6 @@ from .writers import CueFile
 
 log = logging.getLogger(__name__)
 
-TOPIC_PARTIAL = "partial"  # live-only words in flight (newer daemons)
 #: what the captions follow; other topics are ignored, as the protocol asks
 TOPICS = (TOPIC_TRANSCRIPT, TOPIC_STATUS, TOPIC_ERROR, TOPIC_PARTIAL)
 

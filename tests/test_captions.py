@@ -1,0 +1,224 @@
+"""dictated-captions against the real daemon fed speech: files, the page in Chromium, restarts."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+
+from tests.caption_files import ParsedCue, read_captions
+from tests.chromium import Chromium, chromium_path
+from tests.daemon_proc import start_daemon
+from tests.speech import SENTENCES, compose
+from tests.test_control import wait_for_transcripts
+
+RATE = 16000
+ONSET_TOLERANCE_S = 0.15  # webrtcvad decides per 30 ms frame (measured here: within 0.06 s)
+END_TOLERANCE_S = 0.15
+CAPTIONS_JS = "Array.from(document.querySelectorAll('p.caption span'), e => e.textContent)"
+
+
+def start_captions(env, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dictated.clients.captions", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    return err
+
+
+def wait_cues(path: Path, count: int, timeout_s: float = 90) -> list[ParsedCue]:
+    """The file's cues once it holds at least `count`; it must parse at every look."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            cues = read_captions(path)
+            if len(cues) >= count:
+                return cues
+        time.sleep(0.2)
+    raise TimeoutError(f"{path} never held {count} cues: {path.read_text()!r}")
+
+
+def words(text: str) -> str:
+    return jiwer.RemovePunctuation()(text.lower()).strip()
+
+
+def pcm_bytes(pcm: np.ndarray) -> bytes:
+    return pcm.astype("<i2").tobytes()
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="needs chromium (apt-get install chromium)")
+def test_live_captions_in_files_and_page_line_up_with_the_speech(isolated_env, tmp_path):
+    speech = compose(SENTENCES[:3], pauses_s=2.5, lead_s=1.0, tail_s=2.5)
+    srt, vtt = tmp_path / "meeting.srt", tmp_path / "meeting.vtt"
+    daemon = start_daemon(
+        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
+    )
+    captions = start_captions(
+        isolated_env, "--srt", str(srt), "--vtt", str(vtt), "--web", "0", "--idle-exit", "120"
+    )
+    browser = Chromium(tmp_path / "profile")
+    try:
+        url = re.search(r"http://\S+", captions.stderr.readline()).group(0)
+        assert url.startswith("http://127.0.0.1:")
+        page = browser.open(url)
+        daemon.wait_ready()
+        assert read_captions(vtt) == [] and vtt.read_text() == "WEBVTT\n\n"  # valid from the start
+        page.wait_for("document.getElementById('state').textContent === 'live'")
+        # Speak one sentence at a time (cut mid-pause): each shows up while the meeting goes on.
+        cuts = [0] + [
+            (a.end_sample + b.start_sample) // 2
+            for a, b in zip(speech.spoken, speech.spoken[1:], strict=False)
+        ]
+        cuts.append(len(speech.pcm))
+        for i in range(len(speech.spoken)):
+            daemon.feed(pcm_bytes(speech.pcm[cuts[i] : cuts[i + 1]]))
+            shown = page.wait_for(f"{CAPTIONS_JS}.length === {i + 1} && {CAPTIONS_JS}", 90)
+            assert words(shown[-1]) == words(speech.spoken[i].text)
+            assert (
+                len({cue.text for cue in wait_cues(srt, i + 1)}) >= i + 1
+            )  # file valid mid-meeting
+
+        # A page opened mid-meeting gets what was said so far.
+        late = browser.open(url)
+        assert late.wait_for(f"{CAPTIONS_JS}.length === 3 && {CAPTIONS_JS}") == shown
+    finally:
+        browser.close()
+        err = stop(captions)
+        daemon.stop()
+    for path in (srt, vtt):
+        cues = read_captions(path)
+        text = " ".join(cue.text for cue in cues)
+        assert jiwer.wer(words(speech.text), words(text)) < 0.15, (text, err)
+        assert all(len(line) <= 42 for cue in cues for line in cue.lines)
+        assert all(1 <= len(cue.lines) <= 2 for cue in cues)
+        # Each sentence's cues start at its true onset and end at its true end.
+        firsts, lasts = _cues_per_sentence(cues, speech.spoken)
+        for spoken, first, last in zip(speech.spoken, firsts, lasts, strict=True):
+            assert abs(first.start - spoken.start_sample / RATE) < ONSET_TOLERANCE_S, (
+                spoken,
+                first,
+            )
+            assert abs(last.end - spoken.end_sample / RATE) < END_TOLERANCE_S, (spoken, last)
+
+
+def _sentences(cues: list[ParsedCue]) -> list[list[ParsedCue]]:
+    """Cues grouped by utterance: the cues of one utterance follow each other without a gap."""
+    groups: list[list[ParsedCue]] = []
+    for cue in cues:
+        if groups and abs(cue.start - groups[-1][-1].end) < 1e-3:
+            groups[-1].append(cue)
+        else:
+            groups.append([cue])
+    return groups
+
+
+def _cues_per_sentence(cues: list[ParsedCue], spoken) -> tuple[list[ParsedCue], list[ParsedCue]]:
+    """First and last cue of each sentence."""
+    groups = _sentences(cues)
+    assert len(groups) == len(spoken), [c.text for c in cues]
+    return [g[0] for g in groups], [g[-1] for g in groups]
+
+
+def test_captions_survive_a_daemon_restart_without_gap_duplicate_or_going_back(
+    isolated_env, tmp_path, free_port
+):
+    """Started before any daemon, over tcp; two runs of two sentences each; then a replay."""
+    endpoint = f"tcp://127.0.0.1:{free_port}"
+    srt, vtt = tmp_path / "live.srt", tmp_path / "live.vtt"
+    captions = start_captions(
+        isolated_env, "--endpoint", endpoint, "--since", "0", "--srt", str(srt), "--vtt", str(vtt)
+    )
+    runs = []
+    try:
+        time.sleep(2.0)  # it waits for the daemon
+        assert captions.poll() is None
+        for n, sentences in enumerate((SENTENCES[3:5], SENTENCES[5:7])):
+            speech = compose(sentences, pauses_s=2.0, lead_s=0.5, tail_s=2.0)
+            daemon = start_daemon(
+                isolated_env,
+                "--source",
+                "-",
+                "--engine",
+                "whisper",
+                "--linger",
+                "0",
+                "--pub",
+                endpoint,
+                stdin=subprocess.PIPE,
+            )
+            try:
+                daemon.wait_ready()
+                daemon.feed(pcm_bytes(speech.pcm))
+                _wait_sentences(srt, 2 * (n + 1))
+            finally:
+                daemon.stop()
+            runs.append(speech)
+    finally:
+        err = stop(captions)
+    # A third run (no speech) answers history: the journal holds each utterance once, and
+    # --since 0 replays it into the very same captions.
+    daemon = start_daemon(
+        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
+    )
+    try:
+        daemon.wait_ready()
+        history = wait_for_transcripts(daemon, 4)
+        assert len(history) == 4 and len({t["id"].rpartition("-")[0] for t in history}) == 2
+        for path in (srt, vtt):
+            cues = read_captions(path)  # strictly increasing, never back across the restart
+            firsts, lasts = _cues_per_sentence(cues, [s for r in runs for s in r.spoken])
+            said = [words(c.text) for c in cues]
+            expected = [words(t["text"]) for t in history]
+            assert " ".join(said) == " ".join(expected), err  # every utterance once, in order
+            # Within each run the cues keep the speech's own spacing.
+            for i, speech in enumerate(runs):
+                a, b = firsts[2 * i], firsts[2 * i + 1]
+                true_gap = (speech.spoken[1].start_sample - speech.spoken[0].start_sample) / RATE
+                assert abs((b.start - a.start) - true_gap) < 2 * ONSET_TOLERANCE_S
+            assert firsts[2].start >= lasts[1].end  # the second run comes after the first
+
+        replay = tmp_path / "replay.vtt"
+        done = subprocess.run(
+            [sys.executable, "-m", "dictated.clients.captions", "--since", "0", "--count", "4"]
+            + ["--vtt", str(replay)],
+            env=isolated_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert replay.read_text() == vtt.read_text()
+        again = subprocess.run(
+            [sys.executable, "-m", "dictated.clients.captions", "--vtt", str(replay)],
+            env=isolated_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert again.returncode == 2 and "already exists" in again.stderr
+    finally:
+        daemon.stop()
+
+
+def _wait_sentences(path: Path, count: int, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and len(_sentences(read_captions(path))) >= count:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{path} never held {count} sentences")
