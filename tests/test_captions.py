@@ -12,8 +12,10 @@ import jiwer
 import numpy as np
 import pytest
 
+from dictated.audio.load import load_audio
 from tests.caption_files import ParsedCue, read_captions
 from tests.chromium import Chromium, chromium_path
+from tests.conftest import DEMO_TXT, DEMO_WAV
 from tests.daemon_proc import start_daemon
 from tests.speech import SENTENCES, compose
 from tests.test_control import wait_for_transcripts
@@ -222,3 +224,53 @@ def _wait_sentences(path: Path, count: int, timeout_s: float = 90) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError(f"{path} never held {count} sentences")
+
+
+def test_transcribe_captions_a_recording_in_step_with_its_speech(isolated_env, tmp_path):
+    """`dictated transcribe FILE --srt/--vtt` on the demo: valid cues at the speech in the file."""
+    srt, vtt = tmp_path / "demo.srt", tmp_path / "demo.vtt"
+    result = subprocess.run(
+        [sys.executable, "-m", "dictated", "transcribe", str(DEMO_WAV), "--engine", "whisper"]
+        + ["--srt", str(srt), "--vtt", str(vtt)],
+        capture_output=True,
+        text=True,
+        env=isolated_env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    spans = _speech_spans(load_audio(DEMO_WAV))
+    sentences = [s for s in DEMO_TXT.read_text().splitlines() if s.strip()]
+    assert len(spans) == len(sentences)
+    for path in (srt, vtt):
+        cues = read_captions(path)
+        groups = _sentences(cues)
+        assert len(groups) == len(sentences)
+        for (start, end), group, sentence, line in zip(
+            spans, groups, sentences, result.stdout.splitlines(), strict=True
+        ):
+            assert abs(group[0].start - start) < ONSET_TOLERANCE_S, (group[0], start)
+            assert abs(group[-1].end - end) < END_TOLERANCE_S, (group[-1], end)
+            text = " ".join(c.text for c in group)
+            assert words(text) == words(line)  # the captions say what the transcript says
+            assert jiwer.wer(words(sentence), words(text)) < 0.2
+
+    again = subprocess.run(
+        [sys.executable, "-m", "dictated", "transcribe", str(DEMO_WAV), "--srt", str(srt)],
+        capture_output=True,
+        text=True,
+        env=isolated_env,
+        timeout=60,
+    )
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert read_captions(srt)  # untouched
+
+
+def _speech_spans(
+    pcm: np.ndarray, level: int = 64, gap_s: float = 0.5
+) -> list[tuple[float, float]]:
+    """Ground truth from the samples: the demo's sentences are separated by digital silence."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > level)
+    breaks = np.flatnonzero(np.diff(loud) > gap_s * RATE)
+    starts = [loud[0], *(loud[b + 1] for b in breaks)]
+    ends = [*(loud[b] + 1 for b in breaks), loud[-1] + 1]
+    return [(s / RATE, e / RATE) for s, e in zip(starts, ends, strict=True)]
