@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from pathlib import Path
 
@@ -36,11 +42,12 @@ def start_captions(env, *args: str) -> subprocess.Popen:
     )
 
 
-def stop(proc: subprocess.Popen) -> str:
+def stop(proc: subprocess.Popen) -> tuple[str, str]:
+    """Terminate (like a service manager would); (stdout, stderr)."""
     if proc.poll() is None:
         proc.terminate()
-    _, err = proc.communicate(timeout=30)
-    return err
+    out, err = proc.communicate(timeout=30)
+    return out or "", err or ""
 
 
 def wait_cues(path: Path, count: int, timeout_s: float = 90) -> list[ParsedCue]:
@@ -73,6 +80,8 @@ def test_live_captions_in_files_and_page_line_up_with_the_speech(isolated_env, t
     captions = start_captions(
         isolated_env, "--srt", str(srt), "--vtt", str(vtt), "--web", "0", "--idle-exit", "120"
     )
+    plain = start_captions(isolated_env, "--idle-exit", "120")  # no option: the terminal view
+    tty = TtyCaptions(isolated_env)
     browser = Chromium(tmp_path / "profile")
     try:
         url = re.search(r"http://\S+", captions.stderr.readline()).group(0)
@@ -91,17 +100,27 @@ def test_live_captions_in_files_and_page_line_up_with_the_speech(isolated_env, t
             daemon.feed(pcm_bytes(speech.pcm[cuts[i] : cuts[i + 1]]))
             shown = page.wait_for(f"{CAPTIONS_JS}.length === {i + 1} && {CAPTIONS_JS}", 90)
             assert words(shown[-1]) == words(speech.spoken[i].text)
-            assert (
-                len({cue.text for cue in wait_cues(srt, i + 1)}) >= i + 1
-            )  # file valid mid-meeting
+            _wait_sentences(srt, i + 1)  # the file is complete and valid mid-meeting
 
         # A page opened mid-meeting gets what was said so far.
         late = browser.open(url)
         assert late.wait_for(f"{CAPTIONS_JS}.length === 3 && {CAPTIONS_JS}") == shown
+        tty.wait_for(speech.spoken[-1].text.split()[-1].strip("."))
     finally:
         browser.close()
-        err = stop(captions)
+        _, err = stop(captions)
+        plain_out, _ = stop(plain)
+        tty.close()
         daemon.stop()
+    # Piped, the view prints one timestamped line per cue; on a terminal it redraws in place.
+    cues = read_captions(srt)
+    assert plain_out.splitlines() == [
+        f"[{int(c.start) // 3600:02d}:{int(c.start) // 60 % 60:02d}:{int(c.start) % 60:02d}] {c.text}"
+        for c in cues
+    ]
+    screen = tty.text()
+    assert "\x1b[2J" in tty.raw and "ready" in screen
+    assert all(w in screen for w in words(speech.spoken[0].text).split())
     for path in (srt, vtt):
         cues = read_captions(path)
         text = " ".join(cue.text for cue in cues)
@@ -116,6 +135,50 @@ def test_live_captions_in_files_and_page_line_up_with_the_speech(isolated_env, t
                 first,
             )
             assert abs(last.end - spoken.end_sample / RATE) < END_TOLERANCE_S, (spoken, last)
+
+
+class TtyCaptions:
+    """dictated-captions on a real pseudo-terminal (80x24), its screen output collected."""
+
+    def __init__(self, env):
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dictated.clients.captions", "--idle-exit", "120"],
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+        )
+        os.close(slave)
+        self._master = master
+        self.raw = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self._master, 4096)
+            except OSError:  # the terminal closed
+                return
+            if not data:
+                return
+            self.raw += data.decode(errors="replace")
+
+    def text(self) -> str:
+        return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", " ", self.raw)
+
+    def wait_for(self, word: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while word not in self.text():
+            assert time.monotonic() < deadline, f"{word!r} never shown: {self.text()[-500:]!r}"
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        stop(self.proc)
+        self._reader.join(5)
+        os.close(self._master)
 
 
 def _sentences(cues: list[ParsedCue]) -> list[list[ParsedCue]]:
@@ -171,7 +234,7 @@ def test_captions_survive_a_daemon_restart_without_gap_duplicate_or_going_back(
                 daemon.stop()
             runs.append(speech)
     finally:
-        err = stop(captions)
+        _, err = stop(captions)
     # A third run (no speech) answers history: the journal holds each utterance once, and
     # --since 0 replays it into the very same captions.
     daemon = start_daemon(
