@@ -26,6 +26,7 @@ class Captioner:
     view: TerminalView | None = None
     feed: CaptionFeed | None = None
     transcripts: int = field(default=0, init=False)
+    _shown_state: tuple[str, str] | None = field(default=None, init=False)
 
     def handle(self, event: Event) -> list[Cue]:
         """Route one event; returns the cues a transcript became."""
@@ -59,6 +60,9 @@ class Captioner:
 
     def state(self, state: str, detail: str = "") -> None:
         """The daemon's state (or `waiting` while none answers), shown on the terminal and page."""
+        if self._shown_state == (state, detail):
+            return
+        self._shown_state = (state, detail)
         if self.view:
             self.view.state(f"{state}{': ' + detail if detail else ''}")
         if self.feed:
