@@ -128,6 +128,12 @@ def follow(args: argparse.Namespace, captioner: Captioner) -> None:
     control = ControlClient(control_endpoint)
     probe = ControlClient(control_endpoint, timeout_s=1.0)
     since = args.since
+    if since is None:  # live: from the daemon's current seq, so the connect window loses nothing
+        try:
+            seq = probe.request("status").get("seq")
+            since = seq if isinstance(seq, int) else None
+        except DaemonUnavailable:
+            pass  # not running yet: everything it will say is new
     last_event = time.monotonic()
     waiting = False
 
