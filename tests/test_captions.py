@@ -337,3 +337,27 @@ def _speech_spans(
     starts = [loud[0], *(loud[b + 1] for b in breaks)]
     ends = [*(loud[b] + 1 for b in breaks), loud[-1] + 1]
     return [(s / RATE, e / RATE) for s, e in zip(starts, ends, strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--lines", "0"], 2, "--lines must be at least 1"),
+        (["--line-chars", "5"], 2, "--line-chars must be at least 10"),
+        (["--since", "-3"], 2, "--since must be a seq >= 0"),
+        (["--endpoint", "bogus://x", "--idle-exit", "1"], 2, "cannot connect"),
+        (["--srt", "/nonexistent/dir/x.srt"], 1, "cannot create /nonexistent/dir/x.srt"),
+        (["--srt", "same.x", "--vtt", "same.x"], 2, "name the same file"),
+    ],
+)
+def test_bad_options_name_the_cause(isolated_env, tmp_path, args, code, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "dictated.clients.captions", *args],
+        capture_output=True,
+        text=True,
+        env=isolated_env,
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert done.returncode == code and message in done.stderr, done.stderr
+    assert not (tmp_path / "same.x").exists()
