@@ -57,6 +57,7 @@ def test_bad_files_fail_when_opened_with_the_reason(tmp_path):
         load_audio(empty)
 
 
+@pytest.mark.slow
 def test_streamed_transcription_is_what_the_whole_file_gave(isolated_env):
     """`dictated transcribe` (streaming) against the old path run here: whole decode, one push."""
     from dictated.config import load_config

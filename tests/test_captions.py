@@ -70,6 +70,7 @@ def pcm_bytes(pcm: np.ndarray) -> bytes:
     return pcm.astype("<i2").tobytes()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(chromium_path() is None, reason="needs chromium (apt-get install chromium)")
 def test_live_captions_in_files_and_page_line_up_with_the_speech(isolated_env, tmp_path):
     speech = compose(SENTENCES[:3], pauses_s=2.5, lead_s=1.0, tail_s=2.5)
@@ -199,6 +200,7 @@ def _cues_per_sentence(cues: list[ParsedCue], spoken) -> tuple[list[ParsedCue], 
     return [g[0] for g in groups], [g[-1] for g in groups]
 
 
+@pytest.mark.slow
 def test_captions_survive_a_daemon_restart_without_gap_duplicate_or_going_back(
     isolated_env, tmp_path, free_port
 ):
@@ -289,6 +291,7 @@ def _wait_sentences(path: Path, count: int, timeout_s: float = 90) -> None:
     raise TimeoutError(f"{path} never held {count} sentences")
 
 
+@pytest.mark.slow
 def test_transcribe_captions_a_recording_in_step_with_its_speech(isolated_env, tmp_path):
     """`dictated transcribe FILE --srt/--vtt` on the demo: valid cues at the speech in the file."""
     srt, vtt = tmp_path / "demo.srt", tmp_path / "demo.vtt"
