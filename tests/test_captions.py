@@ -25,6 +25,7 @@ from tests.conftest import DEMO_TXT, DEMO_WAV
 from tests.daemon_proc import start_daemon
 from tests.speech import SENTENCES, compose
 from tests.test_control import wait_for_transcripts
+from tests.test_daemon_e2e import normalise
 
 RATE = 16000
 ONSET_TOLERANCE_S = 0.15  # webrtcvad decides per 30 ms frame (measured here: within 0.06 s)
@@ -39,6 +40,13 @@ def start_captions(env, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+    )
+
+
+def stdin_daemon(env, *args: str):
+    """The real daemon on the embedded engine, reading raw audio the test feeds it."""
+    return start_daemon(
+        env, "--source", "-", "--engine", "whisper", "--linger", "0", *args, stdin=subprocess.PIPE
     )
 
 
@@ -62,10 +70,6 @@ def wait_cues(path: Path, count: int, timeout_s: float = 90) -> list[ParsedCue]:
     raise TimeoutError(f"{path} never held {count} cues: {path.read_text()!r}")
 
 
-def words(text: str) -> str:
-    return jiwer.RemovePunctuation()(text.lower()).strip()
-
-
 def pcm_bytes(pcm: np.ndarray) -> bytes:
     return pcm.astype("<i2").tobytes()
 
@@ -75,9 +79,7 @@ def pcm_bytes(pcm: np.ndarray) -> bytes:
 def test_live_captions_in_files_and_page_line_up_with_the_speech(isolated_env, tmp_path):
     speech = compose(SENTENCES[:3], pauses_s=2.5, lead_s=1.0, tail_s=2.5)
     srt, vtt = tmp_path / "meeting.srt", tmp_path / "meeting.vtt"
-    daemon = start_daemon(
-        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
-    )
+    daemon = stdin_daemon(isolated_env)
     captions = start_captions(
         isolated_env, "--srt", str(srt), "--vtt", str(vtt), "--web", "0", "--idle-exit", "120"
     )
@@ -100,7 +102,7 @@ def test_live_captions_in_files_and_page_line_up_with_the_speech(isolated_env, t
         for i in range(len(speech.spoken)):
             daemon.feed(pcm_bytes(speech.pcm[cuts[i] : cuts[i + 1]]))
             shown = page.wait_for(f"{CAPTIONS_JS}.length === {i + 1} && {CAPTIONS_JS}", 90)
-            assert words(shown[-1]) == words(speech.spoken[i].text)
+            assert normalise(shown[-1]) == normalise(speech.spoken[i].text)
             _wait_sentences(srt, i + 1)  # the file is complete and valid mid-meeting
 
         # A page opened mid-meeting gets what was said so far.
@@ -121,11 +123,11 @@ def test_live_captions_in_files_and_page_line_up_with_the_speech(isolated_env, t
     ]
     screen = tty.text()
     assert "\x1b[2J" in tty.raw and "ready" in screen
-    assert all(w in screen for w in words(speech.spoken[0].text).split())
+    assert all(w in screen for w in normalise(speech.spoken[0].text).split())
     for path in (srt, vtt):
         cues = read_captions(path)
         text = " ".join(cue.text for cue in cues)
-        assert jiwer.wer(words(speech.text), words(text)) < 0.15, (text, err)
+        assert jiwer.wer(normalise(speech.text), normalise(text)) < 0.15, (text, err)
         assert all(len(line) <= 42 for cue in cues for line in cue.lines)
         assert all(1 <= len(cue.lines) <= 2 for cue in cues)
         # Each sentence's cues start at its true onset and end at its true end.
@@ -216,18 +218,7 @@ def test_captions_survive_a_daemon_restart_without_gap_duplicate_or_going_back(
         assert captions.poll() is None
         for n, sentences in enumerate((SENTENCES[3:5], SENTENCES[5:7])):
             speech = compose(sentences, pauses_s=2.0, lead_s=0.5, tail_s=2.0)
-            daemon = start_daemon(
-                isolated_env,
-                "--source",
-                "-",
-                "--engine",
-                "whisper",
-                "--linger",
-                "0",
-                "--pub",
-                endpoint,
-                stdin=subprocess.PIPE,
-            )
+            daemon = stdin_daemon(isolated_env, "--pub", endpoint)
             try:
                 daemon.wait_ready()
                 daemon.feed(pcm_bytes(speech.pcm))
@@ -239,9 +230,7 @@ def test_captions_survive_a_daemon_restart_without_gap_duplicate_or_going_back(
         _, err = stop(captions)
     # A third run (no speech) answers history: the journal holds each utterance once, and
     # --since 0 replays it into the very same captions.
-    daemon = start_daemon(
-        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
-    )
+    daemon = stdin_daemon(isolated_env)
     try:
         daemon.wait_ready()
         history = wait_for_transcripts(daemon, 4)
@@ -249,8 +238,8 @@ def test_captions_survive_a_daemon_restart_without_gap_duplicate_or_going_back(
         for path in (srt, vtt):
             cues = read_captions(path)  # strictly increasing, never back across the restart
             firsts, lasts = _cues_per_sentence(cues, [s for r in runs for s in r.spoken])
-            said = [words(c.text) for c in cues]
-            expected = [words(t["text"]) for t in history]
+            said = [normalise(c.text) for c in cues]
+            expected = [normalise(t["text"]) for t in history]
             assert " ".join(said) == " ".join(expected), err  # every utterance once, in order
             # Within each run the cues keep the speech's own spacing.
             for i, speech in enumerate(runs):
@@ -317,8 +306,8 @@ def test_transcribe_captions_a_recording_in_step_with_its_speech(isolated_env, t
             assert abs(group[0].start - start) < ONSET_TOLERANCE_S, (group[0], start)
             assert abs(group[-1].end - end) < END_TOLERANCE_S, (group[-1], end)
             text = " ".join(c.text for c in group)
-            assert words(text) == words(line)  # the captions say what the transcript says
-            assert jiwer.wer(words(sentence), words(text)) < 0.2
+            assert normalise(text) == normalise(line)  # the captions say what the transcript says
+            assert jiwer.wer(normalise(sentence), normalise(text)) < 0.2
 
     again = subprocess.run(
         [sys.executable, "-m", "dictated", "transcribe", str(DEMO_WAV), "--srt", str(srt)],
