@@ -203,16 +203,20 @@ def _cues_per_sentence(cues: list[ParsedCue], spoken) -> tuple[list[ParsedCue], 
 
 
 @pytest.mark.slow
-def test_captions_survive_a_daemon_restart_without_gap_duplicate_or_going_back(
+def test_captions_survive_daemon_restarts_without_gap_duplicate_or_going_back(
     isolated_env, tmp_path, free_port
 ):
-    """Started before any daemon, over tcp; two runs of two sentences each; then a replay."""
+    """Started before any daemon, events over tcp; three daemon runs, then a replay.
+
+    The third run publishes only on its ipc socket, never on the tcp endpoint the client
+    listens to: its captions can only come from noticing the restart and asking history.
+    """
     endpoint = f"tcp://127.0.0.1:{free_port}"
     srt, vtt = tmp_path / "live.srt", tmp_path / "live.vtt"
     captions = start_captions(
         isolated_env, "--endpoint", endpoint, "--since", "0", "--srt", str(srt), "--vtt", str(vtt)
     )
-    runs = []
+    onsets: list[list[float]] = []  # true speech onsets, per run
     try:
         time.sleep(2.0)  # it waits for the daemon
         assert captions.poll() is None
@@ -225,32 +229,44 @@ def test_captions_survive_a_daemon_restart_without_gap_duplicate_or_going_back(
                 _wait_sentences(srt, 2 * (n + 1))
             finally:
                 daemon.stop()
-            runs.append(speech)
+            onsets.append([s.start_sample / RATE for s in speech.spoken])
+        unseen = start_daemon(  # it stays up for a while after the file, then exits
+            isolated_env, "--source", f"file:{DEMO_WAV}", "--engine", "whisper", "--linger", "15"
+        )
+        try:
+            _wait_sentences(srt, 8)
+        finally:
+            unseen.stop()
+        onsets.append([start for start, _ in _speech_spans(load_audio(DEMO_WAV))])
     finally:
         _, err = stop(captions)
-    # A third run (no speech) answers history: the journal holds each utterance once, and
+    # One more run (no speech) answers history: the journal holds each utterance once, and
     # --since 0 replays it into the very same captions.
     daemon = stdin_daemon(isolated_env)
     try:
         daemon.wait_ready()
-        history = wait_for_transcripts(daemon, 4)
-        assert len(history) == 4 and len({t["id"].rpartition("-")[0] for t in history}) == 2
+        history = wait_for_transcripts(daemon, 8)
+        assert len(history) == 8 and len({t["id"].rpartition("-")[0] for t in history}) == 3
         for path in (srt, vtt):
-            cues = read_captions(path)  # strictly increasing, never back across the restart
-            firsts, lasts = _cues_per_sentence(cues, [s for r in runs for s in r.spoken])
+            cues = read_captions(path)  # strictly increasing, never back across a restart
+            groups = _sentences(cues)
             said = [normalise(c.text) for c in cues]
             expected = [normalise(t["text"]) for t in history]
             assert " ".join(said) == " ".join(expected), err  # every utterance once, in order
-            # Within each run the cues keep the speech's own spacing.
-            for i, speech in enumerate(runs):
-                a, b = firsts[2 * i], firsts[2 * i + 1]
-                true_gap = (speech.spoken[1].start_sample - speech.spoken[0].start_sample) / RATE
-                assert abs((b.start - a.start) - true_gap) < 2 * ONSET_TOLERANCE_S
-            assert firsts[2].start >= lasts[1].end  # the second run comes after the first
+            # Within each run the cues keep the speech's own spacing; runs follow each other.
+            at = 0
+            for run in onsets:
+                firsts = [g[0].start for g in groups[at : at + len(run)]]
+                for i in range(1, len(run)):
+                    true_gap = run[i] - run[0]
+                    assert abs((firsts[i] - firsts[0]) - true_gap) < 2 * ONSET_TOLERANCE_S
+                if at:
+                    assert firsts[0] >= groups[at - 1][-1].end
+                at += len(run)
 
         replay = tmp_path / "replay.vtt"
         done = subprocess.run(
-            [sys.executable, "-m", "dictated.clients.captions", "--since", "0", "--count", "4"]
+            [sys.executable, "-m", "dictated.clients.captions", "--since", "0", "--count", "8"]
             + ["--vtt", str(replay)],
             env=isolated_env,
             capture_output=True,

@@ -120,20 +120,25 @@ def _open_outputs(args: argparse.Namespace, captioner: Captioner) -> CaptionServ
 def follow(args: argparse.Namespace, captioner: Captioner) -> None:
     """Caption events until --count/--idle-exit; wait for a daemon, survive its restarts.
 
-    A Subscription resumes from its last seq with history, so nothing is missed or repeated;
-    when the daemon vanishes mid-request the next one starts from that same seq.
+    A Subscription resumes from its last seq with history, so nothing is missed or repeated.
+    While no event comes the daemon is asked how it is: when it went away and came back (or its
+    pid changed: a quick restart), or has published past the last seq seen, the subscription
+    starts again from that seq, so what a new daemon said before the socket reconnected is
+    fetched at once, not at its next event.
     """
     endpoint = args.endpoint or default_endpoint(EVENTS_SOCKET)
     control_endpoint = args.control or default_endpoint(CONTROL_SOCKET)
     control = ControlClient(control_endpoint)
     probe = ControlClient(control_endpoint, timeout_s=1.0)
     since = args.since
-    if since is None:  # live: from the daemon's current seq, so the connect window loses nothing
-        try:
-            seq = probe.request("status").get("seq")
-            since = seq if isinstance(seq, int) else None
-        except DaemonUnavailable:
-            pass  # not running yet: everything it will say is new
+    pid: int | None = None
+    try:
+        status = probe.request("status")
+        pid = status.get("pid")
+        if since is None and isinstance(status.get("seq"), int):
+            since = status["seq"]  # live: from now, so the connect window loses nothing
+    except DaemonUnavailable:
+        pass  # not running yet: everything it will say is new
     last_event = time.monotonic()
     waiting = False
 
@@ -153,21 +158,27 @@ def follow(args: argparse.Namespace, captioner: Captioner) -> None:
             while not idle():
                 for event in sub.events(timeout_s=PROBE_S):
                     last_event = time.monotonic()
-                    waiting = False
                     captioner.handle(event)
                     if args.count and captioner.transcripts >= args.count:
                         return
                 try:
-                    captioner.state(probe.request("status").get("state", "unknown"))
-                    waiting = False
+                    status = probe.request("status")
                 except DaemonUnavailable:
                     if not waiting:
                         captioner.state("waiting", f"no daemon at {control_endpoint}")
                         waiting = True
+                    continue
+                captioner.state(str(status.get("state", "unknown")))
+                restarted = waiting or (pid is not None and status.get("pid") != pid)
+                seq = status.get("seq")
+                behind = isinstance(seq, int) and sub.last_seq is not None and seq > sub.last_seq
+                waiting, pid = False, status.get("pid")
+                if (restarted or behind) and sub.last_seq is not None:
+                    break  # subscribe again from the last seq: history has what we missed
         except DaemonUnavailable:  # it went away while we asked for what we missed
-            since = sub.last_seq
             time.sleep(RETRY_S)
         finally:
+            since = sub.last_seq if sub.last_seq is not None else since
             sub.close()
 
 
