@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import soundfile
 
 from dictated.audio.format import float_to_int16, int16_to_float32
 from dictated.audio.load import AudioFile, load_audio, to_mono_16k
+from dictated.audio.source import BLOCK_SAMPLES, FileSource
 from dictated.errors import AudioError
 from tests.conftest import DEMO_WAV
 
@@ -41,6 +43,16 @@ def converted(tmp_path_factory):
 def test_streamed_blocks_are_the_whole_file_decode_sample_for_sample(converted, name, block_s):
     blocks = list(AudioFile(converted[name]).blocks(block_s))
     assert len(blocks) > 1 and all(b.dtype == np.int16 and b.ndim == 1 for b in blocks)
+    assert np.array_equal(np.concatenate(blocks), whole_file_decode(converted[name]))
+
+
+@pytest.mark.parametrize("name", ["16k-mono.wav", "44k-stereo.flac"])
+def test_the_daemons_file_source_streams_the_same_samples(converted, name):
+    async def collect() -> list[np.ndarray]:
+        return [block.pcm async for block in FileSource(converted[name]).blocks()]
+
+    blocks = asyncio.run(collect())
+    assert max(len(b) for b in blocks) == BLOCK_SAMPLES  # 100 ms blocks, as before
     assert np.array_equal(np.concatenate(blocks), whole_file_decode(converted[name]))
 
 
