@@ -210,9 +210,9 @@ def test_valid_encoder_frames_follow_the_encoders_own_arithmetic(
 
 
 def test_the_ceil_rule_overcounts():
-    """Why the runtime prefers the encoder's own arithmetic when the shapes follow it: DESIGN's
-    clamp(ceil(L*E/F), 1, E) never drops a valid frame but, because 3500/8 is not whole, often
-    counts one padded frame too many (L=8: 2 frames for an encoder output of 1)."""
+    """Why the runtime prefers the encoder's own arithmetic when the shapes follow it: the
+    published clamp(ceil(L*E/F), 1, E) never drops a valid frame but, because 3500/8 is not
+    whole, often counts one padded frame too many (L=8: 2 frames for an encoder output of 1)."""
     over = 0
     for frames in range(1, 3501):
         extra = contract.valid_encoder_frames(frames, 3500, 438) - contract.subsampled_frames(
