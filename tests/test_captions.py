@@ -112,6 +112,7 @@ def test_live_captions_in_files_and_page_line_up_with_the_speech(isolated_env, t
     finally:
         browser.close()
         _, err = stop(captions)
+        print("dictated-captions stderr:", err)  # shown by pytest when the test fails
         plain_out, _ = stop(plain)
         tty.close()
         daemon.stop()
@@ -240,6 +241,7 @@ def test_captions_survive_daemon_restarts_without_gap_duplicate_or_going_back(
         onsets.append([start for start, _ in _speech_spans(load_audio(DEMO_WAV))])
     finally:
         _, err = stop(captions)
+        print("dictated-captions stderr:", err)  # shown by pytest when the test fails
     # One more run (no speech) answers history: the journal holds each utterance once, and
     # --since 0 replays it into the very same captions.
     daemon = stdin_daemon(isolated_env)
@@ -293,7 +295,8 @@ def _wait_sentences(path: Path, count: int, timeout_s: float = 90) -> None:
         if path.exists() and len(_sentences(read_captions(path))) >= count:
             return
         time.sleep(0.2)
-    raise TimeoutError(f"{path} never held {count} sentences")
+    held = path.read_text() if path.exists() else "(no file)"
+    raise TimeoutError(f"{path} never held {count} sentences:\n{held}")
 
 
 @pytest.mark.slow
