@@ -214,9 +214,8 @@ def test_captions_survive_daemon_restarts_without_gap_duplicate_or_going_back(
     """
     endpoint = f"tcp://127.0.0.1:{free_port}"
     srt, vtt = tmp_path / "live.srt", tmp_path / "live.vtt"
-    captions = start_captions(
-        isolated_env, "--endpoint", endpoint, "--since", "0", "--srt", str(srt), "--vtt", str(vtt)
-    )
+    outputs = ("--srt", str(srt), "--vtt", str(vtt))
+    captions = start_captions(isolated_env, "-v", "--endpoint", endpoint, "--since", "0", *outputs)
     onsets: list[list[float]] = []  # true speech onsets, per run
     try:
         time.sleep(2.0)  # it waits for the daemon

@@ -174,6 +174,11 @@ def follow(args: argparse.Namespace, captioner: Captioner) -> None:
                 behind = isinstance(seq, int) and sub.last_seq is not None and seq > sub.last_seq
                 waiting, pid = False, status.get("pid")
                 if (restarted or behind) and sub.last_seq is not None:
+                    log.info(
+                        "daemon %s; catching up from seq %d",
+                        "restarted" if restarted else f"is at seq {seq}",
+                        sub.last_seq,
+                    )
                     break  # subscribe again from the last seq: history has what we missed
         except DaemonUnavailable:  # it went away while we asked for what we missed
             time.sleep(RETRY_S)
