@@ -19,12 +19,11 @@ import numpy as np
 import pytest
 
 from dictated.audio.load import load_audio
-from tests.caption_files import ParsedCue, read_captions
 from tests.chromium import Chromium, chromium_path
+from tests.clients.captions.files import ParsedCue, read_captions
 from tests.conftest import DEMO_TXT, DEMO_WAV
-from tests.daemon_proc import start_daemon
+from tests.daemon_proc import start_daemon, start_stdin_daemon, wait_for_transcripts
 from tests.speech import SENTENCES, compose
-from tests.test_control import wait_for_transcripts
 from tests.test_daemon_e2e import normalise
 
 RATE = 16000
@@ -40,13 +39,6 @@ def start_captions(env, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-
-
-def stdin_daemon(env, *args: str):
-    """The real daemon on the embedded engine, reading raw audio the test feeds it."""
-    return start_daemon(
-        env, "--source", "-", "--engine", "whisper", "--linger", "0", *args, stdin=subprocess.PIPE
     )
 
 
@@ -79,7 +71,7 @@ def pcm_bytes(pcm: np.ndarray) -> bytes:
 def test_live_captions_in_files_and_page_line_up_with_the_speech(isolated_env, tmp_path):
     speech = compose(SENTENCES[:3], pauses_s=2.5, lead_s=1.0, tail_s=2.5)
     srt, vtt = tmp_path / "meeting.srt", tmp_path / "meeting.vtt"
-    daemon = stdin_daemon(isolated_env)
+    daemon = start_stdin_daemon(isolated_env)
     captions = start_captions(
         isolated_env, "--srt", str(srt), "--vtt", str(vtt), "--web", "0", "--idle-exit", "120"
     )
@@ -222,7 +214,7 @@ def test_captions_survive_daemon_restarts_without_gap_duplicate_or_going_back(
         assert captions.poll() is None
         for n, sentences in enumerate((SENTENCES[3:5], SENTENCES[5:7])):
             speech = compose(sentences, pauses_s=2.0, lead_s=0.5, tail_s=2.0)
-            daemon = stdin_daemon(isolated_env, "--pub", endpoint)
+            daemon = start_stdin_daemon(isolated_env, "--pub", endpoint)
             try:
                 daemon.wait_ready()
                 daemon.feed(pcm_bytes(speech.pcm))
@@ -243,7 +235,7 @@ def test_captions_survive_daemon_restarts_without_gap_duplicate_or_going_back(
         print("dictated-captions stderr:", err)  # shown by pytest when the test fails
     # One more run (no speech) answers history: the journal holds each utterance once, and
     # --since 0 replays it into the very same captions.
-    daemon = stdin_daemon(isolated_env)
+    daemon = start_stdin_daemon(isolated_env)
     try:
         daemon.wait_ready()
         history = wait_for_transcripts(daemon, 8)

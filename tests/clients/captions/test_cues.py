@@ -6,7 +6,7 @@ import pytest
 
 from dictated.clients.captions.cues import CaptionOptions, Cue, Timeline, split_cues, wrap
 from dictated.clients.captions.writers import CaptionFileExists, CueFile, render, timestamp
-from tests.caption_files import read_captions, reference_parse, strict_parse
+from tests.clients.captions.files import read_captions, reference_parse, strict_parse
 
 LONG = (
     "Our team will meet on Thursday afternoon to discuss the new budget proposal, and then we "
