@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.daemon_proc import feed, start_stdin_daemon, wait_for_transcripts
+from tests.daemon_proc import feed, start_daemon, start_stdin_daemon, wait_for_transcripts
 from tests.speech import SENTENCES
 
 pytestmark = pytest.mark.slow  # the real daemon with a real model
