@@ -9,12 +9,11 @@ import subprocess
 import pytest
 
 from dictated.clients.keyboard.compose import Backspace, Composer
-from tests.daemon_proc import start_daemon
+from tests.clients.test_type import HOSTILE
+from tests.daemon_proc import feed, start_daemon, wait_for_transcripts
 from tests.dictation import command_speech, composed_text
 from tests.nvim_session import Nvim
 from tests.speech import SENTENCES
-from tests.test_control import feed, wait_for_transcripts
-from tests.test_type import HOSTILE
 
 # utterance sequences (text, language) both implementations must turn into the same edits
 CASES = [

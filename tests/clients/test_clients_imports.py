@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CLIENTS = REPO / "clients"
 
 # what the daemon needs and a client must never import (top-level names)

@@ -21,10 +21,9 @@ from dictated.clients.keyboard.compose import (
 )
 from dictated.clients.keyboard.xdotool import XdotoolBackend
 from dictated.clients.keyboard.xkeymap import KeymapBinder
-from tests.daemon_proc import start_daemon
+from tests.daemon_proc import feed, start_daemon, wait_for_transcripts
 from tests.dictation import command_speech
 from tests.speech import SENTENCES
-from tests.test_control import feed, wait_for_transcripts
 from tests.xsession import open_session
 
 HOSTILE = (

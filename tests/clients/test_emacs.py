@@ -10,12 +10,11 @@ import subprocess
 
 import pytest
 
-from tests.daemon_proc import start_daemon
+from tests.clients.test_nvim import CASES, python_actions
+from tests.daemon_proc import feed, start_daemon, wait_for_transcripts
 from tests.dictation import command_speech, composed_text
 from tests.emacs_session import PACKAGE_DIR, Emacs, elisp_string, require_emacs
 from tests.speech import SENTENCES
-from tests.test_control import feed, wait_for_transcripts
-from tests.test_nvim import CASES, python_actions
 
 BUFFER = '(get-buffer-create "notes")'
 
