@@ -165,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sub)
+    from .doctor.cli import register as register_doctor
+    from .service.cli import register as register_service
+
+    register_service(sub)
+    register_doctor(sub)
     return parser
 
 
@@ -267,8 +272,9 @@ def cmd_control(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(reply, ensure_ascii=False, indent=2))
     elif args.cmd == "status":
-        for key, value in reply.items():
-            print(f"{key:>10}: {value}")
+        from .status_view import format_status
+
+        print(format_status(reply))
     else:
         print(reply.get("state") or reply.get("language"))
     return 0

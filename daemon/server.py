@@ -38,6 +38,7 @@ from .protocol import (
     TranscriptBody,
 )
 from .segmenter import Segmenter
+from .shutdown import DRAIN_TIMEOUT_S, STOP_CAPTURE_TIMEOUT_S
 from .transport.control import CommandError, ControlServer
 from .transport.publisher import Publisher
 from .worker import Job, JobResult, Worker
@@ -45,8 +46,8 @@ from .worker import Job, JobResult, Worker
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 30.0
-SHUTDOWN_TIMEOUT_S = 120.0  # drain the worker at most this long on a stop signal
-STOP_CAPTURE_TIMEOUT_S = 5.0  # a source that does not end when closed is cancelled
+# the drain bounds live with the service managers' stop timers they must fit in (shutdown.py)
+SHUTDOWN_TIMEOUT_S = DRAIN_TIMEOUT_S
 
 
 class Daemon:
