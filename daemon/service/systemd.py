@@ -22,9 +22,12 @@ START_LIMIT_INTERVAL_S = 120
 CONFIG_ERROR_EXIT = 2  # the CLI's exit code for configuration errors: restarting will not help
 
 
-def _quote_arg(arg: str) -> str:
-    """One ExecStart argument: specifiers (%) and variables ($) are taken literally."""
-    arg = arg.replace("%", "%%").replace("$", "$$")
+def _quote_arg(arg: str, command: bool = False) -> str:
+    """One ExecStart argument, taken literally: specifiers (%) always, variables ($) except in
+    the command itself, which systemd does not expand (there "$$" would stay two dollars)."""
+    arg = arg.replace("%", "%%")
+    if not command:
+        arg = arg.replace("$", "$$")
     if arg and not any(c in arg for c in " \t\n\"'\\;"):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -58,7 +61,8 @@ class SystemdUserManager(ServiceManager):
             "",
             "[Service]",
             "Type=exec",
-            "ExecStart=" + " ".join(_quote_arg(a) for a in spec.program),
+            "ExecStart="
+            + " ".join(_quote_arg(a, command=i == 0) for i, a in enumerate(spec.program)),
             f"Environment={environment}",
             "WorkingDirectory=~",
             "Restart=on-failure",
@@ -167,8 +171,8 @@ class SystemdUserManager(ServiceManager):
             return ()
         for line in text.splitlines():
             if line.startswith("ExecStart="):
-                args = shlex.split(line.removeprefix("ExecStart="))
-                return tuple(a.replace("%%", "%").replace("$$", "$") for a in args)
+                args = [a.replace("%%", "%") for a in shlex.split(line.removeprefix("ExecStart="))]
+                return tuple(args[:1] + [a.replace("$$", "$") for a in args[1:]])
         return ()
 
 
