@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import zmq
@@ -31,11 +30,12 @@ from .protocol import (
     CONTROL_SOCKET,
     EVENTS_SOCKET,
     MAX_HISTORY,
-    TOPIC_ERROR,
-    TOPIC_STATUS,
-    TOPIC_TRANSCRIPT,
-    TOPIC_VAD,
+    TOPICS,
+    Body,
+    ErrorBody,
+    StatusBody,
     TranscriptBody,
+    VadBody,
 )
 from .segmenter import Segmenter
 from .shutdown import DRAIN_TIMEOUT_S, STOP_CAPTURE_TIMEOUT_S
@@ -62,8 +62,10 @@ class Daemon:
         self._signals = 0
         self._utterances = 0
         self._paused = False
-        self._segmenter = Segmenter(config.segmenter)
-        self._clock: StreamClock | None = None
+        self._segmenter: Segmenter | None = None  # made at the first block after (re)start
+        self._clock: StreamClock | None = None  # the source's timeline, for the whole run
+        self._open_id: str | None = None  # id of the utterance under way (from speech start)
+        self._errors = 0
         self._tasks: set[asyncio.Task] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -126,7 +128,7 @@ class Daemon:
             except ValueError as exc:
                 raise ConfigError(f"engine.language: {exc}") from exc
             self.engine_name = engine.name
-            self._set_state("ready", engine=engine.name, source=self._source.description)
+            self._set_state("ready")
             worker_task = asyncio.create_task(self.worker.run(), name="worker")
             heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
             exit_code = await self._capture_until_done()
@@ -161,33 +163,45 @@ class Daemon:
             if not isinstance(exc, DictatedError):
                 raise exc
             log.error("%s", exc)
-            self._publish(TOPIC_ERROR, {"message": str(exc), "fatal": True})
+            self._publish(ErrorBody(message=str(exc), fatal=True))
             exit_code = 1
         if not pump.done():
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
         stop.cancel()
-        await self._segment_flush()
+        await self._on_segment_events(self._segment_flush())
         return exit_code
 
     async def _pump(self, source: AudioSource) -> None:
-        self._clock = StreamClock(source.realtime)
+        self._clock = clock = StreamClock(source.realtime)
         async for block in source.blocks():
+            position = clock.samples
+            clock.add(len(block.pcm), block.captured_at)  # paused audio too: it is source time
             if self._paused:
                 continue
-            # a pause may swap segmenter and clock while we wait for the worker: keep this pair
-            segmenter, clock = self._segmenter, self._clock
-            clock.add(len(block.pcm), block.captured_at)
-            for event in segmenter.push(block.pcm):
-                await self._on_segment_event(event, clock)
+            if self._segmenter is None:
+                self._segmenter = Segmenter(self.config.segmenter, start_sample=position)
+            await self._on_segment_events(self._identify(self._segmenter.push(block.pcm)))
 
-    async def _segment_flush(self) -> None:
-        """End the open utterance (end of input, stop, pause) and start afresh."""
-        segmenter, clock = self._segmenter, self._clock
-        self._segmenter = Segmenter(self.config.segmenter)
-        self._clock = StreamClock(clock.realtime) if clock else None
-        for event in segmenter.flush():
-            await self._on_segment_event(event, clock)
+    def _segment_flush(self) -> list[tuple[SegmenterEvent, str]]:
+        """End the open utterance (end of input, stop, pause); the next block starts afresh.
+
+        Synchronous, so a pause ends the utterance exactly where it was asked to.
+        """
+        segmenter, self._segmenter = self._segmenter, None
+        return self._identify(segmenter.flush()) if segmenter is not None else []
+
+    def _identify(self, events: list[SegmenterEvent]) -> list[tuple[SegmenterEvent, str]]:
+        """Each event with its utterance's id, assigned at speech start (in stream order)."""
+        tagged = []
+        for event in events:
+            if isinstance(event, SpeechStarted) or self._open_id is None:
+                self._utterances += 1
+                self._open_id = f"{self.run_id}-{self._utterances}"
+            tagged.append((event, self._open_id))
+            if isinstance(event, UtteranceEnded):
+                self._open_id = None
+        return tagged
 
     async def _drain(self, worker_task: asyncio.Task) -> None:
         """Let the worker finish every queued utterance; report any it cannot finish in time."""
@@ -233,9 +247,6 @@ class Daemon:
         )
         self._stop.set()
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     @property
     def effective_state(self) -> str:
         """What a client should show: `paused` while paused and otherwise ready."""
@@ -255,26 +266,32 @@ class Daemon:
     def _load_engine(self):
         return create_engine(self.config.engine.name, self.config.engine_options)
 
-    async def _on_segment_event(self, event: SegmenterEvent, clock: StreamClock) -> None:
-        if isinstance(event, SpeechStarted):
-            self._publish(TOPIC_VAD, {"event": "speech_start", "time": clock.wall(event.sample)})
-        elif isinstance(event, SpeechPaused):
-            self._publish(TOPIC_VAD, {"event": "pause", "time": clock.wall(event.sample)})
+    async def _on_segment_events(self, events: list[tuple[SegmenterEvent, str]]) -> None:
+        for event, utterance_id in events:
+            await self._on_segment_event(event, utterance_id)
+
+    async def _on_segment_event(self, event: SegmenterEvent, utterance_id: str) -> None:
+        clock = self._clock
+        assert clock is not None, "events come from audio the clock has seen"
+        if isinstance(event, SpeechStarted | SpeechPaused):
+            sample = event.onset_sample if isinstance(event, SpeechStarted) else event.sample
+            kind = "speech_start" if isinstance(event, SpeechStarted) else "pause"
+            self._publish(VadBody(kind, utterance_id, clock.wall(sample), _stream_s(sample)))
         elif isinstance(event, UtteranceEnded):
             u = event.utterance
-            self._utterances += 1
             now = time.time()
             job = Job(
-                id=f"{self.run_id}-{self._utterances}",
+                id=utterance_id,
                 utterance=u,
                 language=self.language,
                 start_wall=clock.wall(u.start_sample),
+                speech_start_wall=min(clock.wall(u.onset_sample), now),
                 speech_end_wall=min(clock.wall(u.speech_end_sample), now),
                 closed_wall=now,
                 queued_wall=now,
             )
             self._publish(
-                TOPIC_VAD, {"event": "speech_end", "time": job.speech_end_wall, "id": job.id}
+                VadBody("speech_end", job.id, job.speech_end_wall, _stream_s(u.speech_end_sample))
             )
             await self.worker.submit(job)
 
@@ -298,6 +315,9 @@ class Daemon:
             language=t.language,
             start=job.start_wall,
             end=job.speech_end_wall,
+            speech_start=job.speech_start_wall,
+            stream_start=_stream_s(u.onset_sample),
+            stream_end=_stream_s(u.speech_end_sample),
             audio_s=round(u.duration_s, 3),
             latency_ms=round((now - job.speech_end_wall) * 1000, 1),
             engine=self.engine_name,
@@ -306,58 +326,69 @@ class Daemon:
             tokens=list(t.tokens),
             timings_ms={k: round(v, 2) for k, v in timings.items()},
         )
-        self._publish(TOPIC_TRANSCRIPT, asdict(body))
+        self._publish(body)
         log.info("utterance %s (%.1f s, %s): %s", job.id, u.duration_s, u.reason, t.text)
 
     def _publish_failure(self, job: Job, message: str) -> None:
         """An utterance that got no transcript: an error event naming it, and its audio kept."""
+        u = job.utterance
+        self._errors += 1
         self._publish(
-            TOPIC_ERROR,
-            {
-                "id": job.id,
-                "message": message,
-                "audio_path": _save_failed_audio(job),
-                "start": job.start_wall,
-                "end": job.speech_end_wall,
-                "audio_s": job.utterance.duration_s,
-            },
+            ErrorBody(
+                message=message,
+                fatal=False,
+                id=job.id,
+                start=job.start_wall,
+                end=job.speech_end_wall,
+                stream_start=_stream_s(u.onset_sample),
+                stream_end=_stream_s(u.speech_end_sample),
+                audio_s=round(u.duration_s, 3),
+                audio_path=_save_failed_audio(job),
+            )
         )
 
-    def _publish(self, topic: str, body: dict) -> None:
-        self.publisher.publish(topic, body)
+    def _publish(self, body: Body) -> None:
+        self.publisher.publish(body)
 
-    def _set_state(self, state: str, **fields) -> None:
+    def _status(self, heartbeat: bool = False, detail: str | None = None) -> StatusBody:
+        """The one place a status body is made: events and the `status` reply say the same."""
+        worker = getattr(self, "worker", None)
+        return StatusBody(
+            state=self.effective_state,
+            heartbeat=heartbeat,
+            detail=detail,
+            engine=getattr(self, "engine_name", None),
+            language=self.language,
+            source=self._source.description if self._source else None,
+            lag_s=round(worker.lag_s(), 3) if worker else None,
+            uptime_s=round(time.time() - self.started_at, 1),
+            utterances=self._utterances,
+            errors=self._errors,
+        )
+
+    def _set_state(self, state: str, detail: str | None = None) -> None:
         self.state = state
         if hasattr(self, "publisher"):
-            self._publish(TOPIC_STATUS, {"state": self.effective_state, **fields})
+            self._publish(self._status(detail=detail))
         log.info("state: %s", self.effective_state)
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            self._publish(
-                TOPIC_STATUS,
-                {
-                    "state": self.effective_state,
-                    "heartbeat": True,
-                    "lag_s": round(self.worker.lag_s(), 3),
-                },
-            )
+            self._publish(self._status(heartbeat=True))
 
     # -- control commands ------------------------------------------------------------------
 
     async def _cmd_status(self, request: dict) -> dict:
+        status = self._status().fields()
+        del status["heartbeat"]
         return {
-            "state": self.effective_state,
+            **status,
+            "engine": status.get("engine"),
+            "source": status.get("source"),
             "version": __version__,
             "pid": os.getpid(),
-            "engine": getattr(self, "engine_name", None),
-            "language": self.language,
-            "source": self._source.description if self._source else None,
-            "uptime_s": round(time.time() - self.started_at, 1),
-            "utterances": self._utterances,
             "pending": self.worker.pending(),
-            "lag_s": round(self.worker.lag_s(), 3),
             "seq": self.publisher.seq,
             "endpoints": {"events": self.publisher.endpoints, "control": self.control_endpoint},
             "journal": str(self.journal.path),
@@ -368,14 +399,14 @@ class Daemon:
             self._paused = True
             # the open utterance is transcribed, not lost; in a task, because handing it to a
             # busy worker may wait, and the control socket must keep answering meanwhile
-            self._background(self._segment_flush())
-            self._publish(TOPIC_STATUS, {"state": self.effective_state})
+            self._background(self._on_segment_events(self._segment_flush()))
+            self._publish(self._status())
         return {"state": self.effective_state}
 
     async def _cmd_resume(self, request: dict) -> dict:
         if self._paused:
             self._paused = False
-            self._publish(TOPIC_STATUS, {"state": self.effective_state})
+            self._publish(self._status())
         return {"state": self.effective_state}
 
     async def _cmd_language(self, request: dict) -> dict:
@@ -391,7 +422,7 @@ class Daemon:
             self.language = engine.check_language(language)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        self._publish(TOPIC_STATUS, {"state": self.effective_state, "language": self.language})
+        self._publish(self._status())
         return {"language": self.language}
 
     async def _cmd_history(self, request: dict) -> dict:
@@ -401,12 +432,24 @@ class Daemon:
             raise CommandError("'since' must be a non-negative integer seq")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= MAX_HISTORY:
             raise CommandError(f"'limit' must be an integer in 1..{MAX_HISTORY}")
-        events, more = self.journal.since(since, limit)
+        topics = request.get("topics")
+        if topics is not None and (
+            not isinstance(topics, list) or not all(t in TOPICS for t in topics)
+        ):
+            raise CommandError(
+                f"'topics' must be a list of topics ({', '.join(TOPICS)}), e.g. [\"transcript\"]"
+            )
+        events, more = self.journal.since(since, limit, topics)
         return {
             "events": [{"topic": e.topic, "event": e.body} for e in events],
             "more": more,  # ask again from the last event's seq
             "last_seq": self.publisher.seq,
         }
+
+
+def _stream_s(sample: int) -> float:
+    """A source position in seconds from its first sample (ms precision)."""
+    return round(sample / SAMPLE_RATE, 3)
 
 
 def _save_failed_audio(job: Job) -> str | None:

@@ -22,6 +22,7 @@ def job(n: int, pcm: np.ndarray) -> Job:
         utterance=utterance,
         language="en",
         start_wall=0.0,
+        speech_start_wall=0.0,
         speech_end_wall=0.0,
         closed_wall=0.0,
         queued_wall=0.0,

@@ -10,7 +10,7 @@ import zmq
 
 from ..errors import DictatedError
 from ..journal import Journal
-from ..protocol import JOURNALED_TOPICS, Event, encode_event, make_event
+from ..protocol import JOURNALED_TOPICS, Body, Event, body_event, encode_event
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,11 @@ class Publisher:
                     f"cannot publish on {endpoint}: {exc} (is another program or dictated using it? "
                     "choose another --pub / transport.pub endpoint)"
                 ) from exc
-        self.last_publish_ms = 0.0
 
-    def publish(self, topic: str, body: dict) -> Event:
-        started = time.perf_counter()
+    def publish(self, body: Body) -> Event:
         self.seq += 1
-        event = make_event(topic, self.seq, body)
-        if topic in JOURNALED_TOPICS:
+        event = body_event(self.seq, body)
+        if event.topic in JOURNALED_TOPICS:
             try:
                 self.journal.append(event)
             except OSError as exc:  # still publish: a live client should get the text
@@ -60,7 +58,6 @@ class Publisher:
                     exc,
                 )
         self.socket.send_multipart(encode_event(event))
-        self.last_publish_ms = (time.perf_counter() - started) * 1000
         return event
 
     def close(self) -> None:
