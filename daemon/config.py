@@ -20,6 +20,7 @@ from . import paths
 from .engines.base import EngineOptions
 from .engines.registry import ENGINE_NAMES
 from .errors import ConfigError
+from .journal import Rotation
 from .segmenter import SegmenterOptions
 
 
@@ -68,9 +69,27 @@ class TransportOptions:
 @dataclass(frozen=True)
 class JournalOptions:
     path: Path | None = None  # None = user data dir / journal.jsonl
+    rotate_mb: float = 16.0  # start a new file once the current one reaches this size; 0 = never
+    rotate_days: float = 30.0  # ... or once its first event is this old; 0 = never
+    keep: int = 0  # rotated files kept (oldest removed first); 0 = all, so no history is lost
+
+    def __post_init__(self) -> None:
+        for key in ("rotate_mb", "rotate_days", "keep"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"journal.{key}: must be >= 0 (0 = {_JOURNAL_ZERO[key]})")
 
     def resolved(self) -> Path:
         return self.path or paths.default_journal()
+
+    def rotation(self) -> Rotation:
+        return Rotation(
+            max_bytes=round(self.rotate_mb * 1024 * 1024),
+            max_age_s=self.rotate_days * 86400,
+            keep=self.keep,
+        )
+
+
+_JOURNAL_ZERO = {"rotate_mb": "never by size", "rotate_days": "never by age", "keep": "keep all"}
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ class Daemon:
         _refuse_if_running(self.control_endpoint)
         journal_path = self.config.journal.resolved()
         try:
-            self.journal = Journal(journal_path)
+            self.journal = Journal(journal_path, self.config.journal.rotation())
         except OSError as exc:
             raise ConfigError(
                 f"journal.path: cannot open the journal {journal_path}: {exc}"
