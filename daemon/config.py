@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import paths
+from .audio.mic_stream import BLOCK_MS, IDLE_BLOCK_MS
 from .engines.base import EngineOptions
 from .engines.registry import ENGINE_NAMES
 from .errors import ConfigError
@@ -29,10 +30,17 @@ class AudioOptions:
     source: str = "mic"  # mic | file:PATH | - (raw s16le 16 kHz mono on stdin)
     device: str | int | None = None  # microphone name (substring) or index; None = system default
     realtime: bool = False  # pace file sources like a microphone
+    #: while nobody speaks, microphone audio reaches the daemon this much at a time: fewer
+    #: wakeups (idle CPU); speech is handed over block by block. 120 = no batching.
+    idle_block_ms: int = IDLE_BLOCK_MS
 
     def __post_init__(self) -> None:
         if not (self.source in ("mic", "-") or self.source.startswith("file:")):
             raise ConfigError(f"audio.source: {self.source!r} is not mic, file:PATH or -")
+        if not BLOCK_MS <= self.idle_block_ms <= 2000:
+            raise ConfigError(
+                f"audio.idle_block_ms: must be between {BLOCK_MS} and 2000, got {self.idle_block_ms}"
+            )
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import speech
 
 from dictated.audio.format import SAMPLE_RATE
 from dictated.audio.mic import BLOCK_MS
+from dictated.audio.mic_stream import IDLE_BLOCK_MS
 
 pytestmark = pytest.mark.skipif(
     alsa.portaudio_missing_reason() is not None, reason=str(alsa.portaudio_missing_reason())
@@ -68,7 +69,12 @@ async def _collect(source, samples: int, on_block=None) -> tuple[list, list]:
 
 
 def scenario_capture(
-    device, samples: int, out: str, options: dict | None = None, via_open_source: bool = False
+    device,
+    samples: int,
+    out: str,
+    options: dict | None = None,
+    via_open_source: bool = False,
+    idle: bool = True,
 ) -> dict:
     from dictated.audio.mic import MicSource
     from dictated.audio.source import open_source
@@ -79,6 +85,7 @@ def scenario_capture(
         source = open_source("mic", device=device)
     else:
         source = MicSource(device, **(options or {}))
+    source.set_idle(idle)
     blocks, stamps = asyncio.run(_collect(source, samples))
     np.save(out, np.concatenate(blocks))
     return {
@@ -86,6 +93,7 @@ def scenario_capture(
         "device_rate": source.device_rate,
         "realtime": source.realtime,
         "blocks": len(blocks),
+        "block_sizes": sorted({len(b) for b in blocks[:-1]}),
         "stamps_ordered": bool(np.all(np.diff(stamps) >= -1e-3)),
         "stamps_in_run": bool(started - 1.0 <= min(stamps) and max(stamps) <= time.time()),
         "logs": logs.records,
@@ -259,10 +267,12 @@ def _warnings(result: dict) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("device", "via_open_source"), [("speech", True), (None, False)], ids=["by-name", "default"]
+    ("device", "via_open_source", "idle"),
+    [("speech", True, True), (None, False, False)],
+    ids=["by-name-idle", "default-speaking"],
 )
 def test_capture_at_16k_delivers_the_device_samples_verbatim(
-    world, tmp_path, device, via_open_source
+    world, tmp_path, device, via_open_source, idle
 ):
     ref = world["pcm16"]
     out = tmp_path / "got.npy"
@@ -274,6 +284,7 @@ def test_capture_at_16k_delivers_the_device_samples_verbatim(
         samples=len(ref),
         out=str(out),
         via_open_source=via_open_source,
+        idle=idle,
     )
     got = np.load(out)
     assert result["device_rate"] == RATE
@@ -281,9 +292,10 @@ def test_capture_at_16k_delivers_the_device_samples_verbatim(
     assert result["realtime"] is True
     assert len(got) >= len(ref)
     np.testing.assert_array_equal(got[: len(ref)], ref)
-    assert result["blocks"] >= len(ref) // (
-        SAMPLE_RATE * BLOCK_MS // 1000
-    )  # one block per callback
+    # while idle several callbacks reach the loop at once (fewer wakeups); while someone speaks,
+    # every callback is handed over as it comes
+    block_ms = IDLE_BLOCK_MS if idle else BLOCK_MS
+    assert result["block_sizes"] == [SAMPLE_RATE * block_ms // 1000], result["block_sizes"]
     assert result["stamps_ordered"] and result["stamps_in_run"]
     assert _warnings(result) == []
 

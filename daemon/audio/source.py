@@ -1,7 +1,7 @@
 """Audio sources behind one interface: each yields 16 kHz mono int16 blocks with capture times.
 
 The source is the one place that knows about devices, files and pacing, so recovery from a
-vanished device (later work) has a single home.
+vanished device lives there (mic.py): the daemon only hears about it through `on_device_state`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncio
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,9 @@ class Block:
 
     pcm: np.ndarray  # int16, mono, 16 kHz
     captured_at: float
+    #: seconds not captured just before this block (the device was closed or lost): stream time
+    #: for a live source is the capture timeline, so it moves on by this much
+    gap_s: float = 0.0
 
 
 class AudioSource(ABC):
@@ -37,6 +40,12 @@ class AudioSource(ABC):
     description: str = "audio"
     #: a device whose driver hung on close; the process must not wait for it at exit
     driver_stuck: bool = False
+    #: the capture device's name and state (ok | lost | closed), for sources that have one
+    device: str | None = None
+    device_state: str | None = None
+    overflows: int = 0  # blocks in which the device lost samples
+    #: called on the loop as (state, detail) whenever device_state changes
+    on_device_state: Callable[[str, str | None], None] | None = None
 
     @abstractmethod
     def blocks(self) -> AsyncIterator[Block]:
@@ -44,6 +53,16 @@ class AudioSource(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Stop capturing and release the device or file."""
+
+    def set_idle(self, idle: bool) -> None:  # noqa: B027 - optional hook
+        """Hint: nobody is speaking, so blocks may come later and larger (fewer wakeups)."""
+
+    async def suspend(self) -> None:  # noqa: B027 - optional hook
+        """Pause: release the device until resume(). Sources without one keep delivering
+        (the daemon ignores what arrives while paused; stream time still counts it)."""
+
+    async def resume(self) -> None:  # noqa: B027 - optional hook
+        """Capture again after suspend()."""
 
 
 class FileSource(AudioSource):
@@ -130,7 +149,11 @@ class StdinSource(AudioSource):
 
 
 def open_source(
-    spec: str, *, realtime: bool = False, device: str | int | None = None
+    spec: str,
+    *,
+    realtime: bool = False,
+    device: str | int | None = None,
+    idle_block_ms: int | None = None,
 ) -> AudioSource:
     """`mic`, `file:PATH` or `-` -> an AudioSource. Raises AudioError for anything else."""
     if spec == "-":
@@ -140,5 +163,5 @@ def open_source(
     if spec == "mic":
         from .mic import MicSource  # sounddevice needs PortAudio: import only when used
 
-        return MicSource(device=device)
+        return MicSource(device=device, reconnect=True, idle_block_ms=idle_block_ms)
     raise AudioError(f"source: unknown audio source {spec!r}; use mic, file:PATH or - (stdin)")
