@@ -200,7 +200,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .server import Daemon
 
     config = _load(args)
-    daemon = Daemon(config)
+    # SIGHUP reads the file again, with this command line's flags still on top
+    daemon = Daemon(config, reload_config=lambda: _load(args))
     try:
         code = asyncio.run(daemon.serve())
     except DictatedError as exc:

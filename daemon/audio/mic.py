@@ -127,6 +127,7 @@ class MicSource(AudioSource):
         self._resumed.clear()
         self._interrupt.set()
         await self._stop_stream(_SUSPENDED)
+        self._set_state("closed", "paused: the microphone is released")
 
     async def resume(self) -> None:
         self._suspended = False
