@@ -163,18 +163,20 @@ class MicSource(AudioSource):
                 except AudioDeviceLost as exc:
                     if not self._reconnect:
                         raise
-                    self._mark_gap()
-                    for block in await self._close_for_good():
-                        yield block
                     if self.device_state != "lost":
                         log.warning("%s; reopening it when it is back", exc)
                     else:
                         log.debug("%s", exc)
+                    # said first: the daemon ends the utterance under way at once, even if the
+                    # driver now takes its time to let go of the stream
                     self._set_state("lost", str(exc))
-                else:  # suspended or closing: the stream is closed already
+                    for block in await self._close_for_good():
+                        yield block
                     self._mark_gap()
+                else:  # suspended or closing: the stream is closed already
                     for block in self._drain_leftovers():
                         yield block
+                    self._mark_gap()
         finally:
             await self._close_for_good()
 
