@@ -7,6 +7,7 @@ not know are printed at the end as they are, so nothing the daemon reports is hi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,8 @@ from typing import Any
 _SHOWN = {
     "state", "version", "pid", "uptime_s", "engine", "model", "language", "source", "device",
     "device_state", "utterances", "errors", "overflows", "pending", "lag_s", "speculative",
-    "speculative_wasted", "seq", "endpoints", "journal", "heartbeat",
+    "speculative_wasted", "seq", "endpoints", "journal", "heartbeat", "config_file",
+    "config_loaded_at",
 }  # fmt: skip
 
 
@@ -86,6 +88,14 @@ def format_status(reply: Mapping[str, Any]) -> str:
     if get("journal"):
         seq = f" (seq {get('seq')})" if get("seq") is not None else ""
         rows.append(("journal", f"{get('journal')}{seq}"))
+    if "config_file" in reply:
+        loaded = get("config_loaded_at")
+        when = (
+            time.strftime(" (loaded %Y-%m-%d %H:%M:%S)", time.localtime(loaded))
+            if _number(loaded)
+            else ""
+        )
+        rows.append(("config", f"{get('config_file') or '(defaults, no file)'}{when}"))
     rows += [(key, str(value)) for key, value in reply.items() if key not in _SHOWN]
     width = max(len(label) for label, _ in rows)
     lines = [f"{header} ({extra})" if extra else header]

@@ -141,6 +141,7 @@ def test_systemd_unit_passes_systemd_analyze_verify(home_env, tmp_path):
     assert service["TimeoutStopSec"] == str(SERVICE_STOP_TIMEOUT_S)
     assert service["KillSignal"] == "SIGTERM"
     assert service["RestartPreventExitStatus"] == "2"  # a config error does not restart-loop
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"  # reload = SIGHUP = config re-read
     assert f'"PATH={VENV_BIN}:' in service["Environment"]
     assert unit["Install"]["WantedBy"] == "default.target"
 

