@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 import zmq
 
+from dictated.shutdown import SERVICE_STOP_TIMEOUT_S
 from tests import alsa
 from tests.daemon_proc import start_daemon
 from tests.speech import SENTENCES, silence, synthesize
@@ -235,3 +237,45 @@ def test_pause_releases_the_microphone_and_resume_takes_it_again(isolated_env, t
     assert _device_states(events) == ["ok", "closed", "ok"]
     # paused time is stream time: the sentence after the pause sits after it
     assert events.of("transcript")[0]["stream_start"] > 1.0
+
+
+@pytest.mark.parametrize("when", ["mid-sentence", "device-lost"])
+def test_sigterm_stops_within_the_service_managers_limit_keeping_the_last_sentence(
+    isolated_env, tmp_path, free_port, when
+):
+    """What `systemctl stop` / launchd do: SIGTERM, then SIGKILL after the unit's stop timeout.
+    The daemon is done well before it, with the sentence under way transcribed -- also while its
+    device is lost and the driver still holds a stuck read (the close is abandoned, not waited on)."""
+    mic = Microphone(tmp_path / "mic.fifo")
+    config = alsa.write_config(
+        tmp_path / "asound.conf", [alsa.fifo_capture("testmic", mic.path)], default="testmic"
+    )
+    journal = tmp_path / "journal.jsonl"
+    events = Events(f"tcp://127.0.0.1:{free_port}")
+    daemon = _start(isolated_env, config, journal, free_port)
+    try:
+        daemon.wait_ready()
+        mic.say(np.concatenate([silence(0.5), synthesize(SENTENCES[7])]))  # no pause after it
+        mic.live.set()
+        assert events.until(lambda e: any(v["event"] == "speech_start" for v in e.of("vad")), 30)
+        if when == "device-lost":
+            mic.live.clear()  # the driver blocks in read: a stall, then a close that hangs
+            assert events.until(lambda e: "lost" in _device_states(e), 30), events
+        else:
+            time.sleep(1.0)  # still speaking
+        started = time.monotonic()
+        daemon.proc.send_signal(signal.SIGTERM)
+        daemon.proc.wait(SERVICE_STOP_TIMEOUT_S)
+        took = time.monotonic() - started
+    finally:
+        daemon.stop()
+        events.close()
+        mic.close()
+    assert daemon.proc.returncode == 0
+    assert took < SERVICE_STOP_TIMEOUT_S / 2, took
+    texts = [
+        json.loads(line)["event"]["text"].lower()
+        for line in journal.read_text().splitlines()
+        if json.loads(line)["topic"] == "transcript"
+    ]
+    assert len(texts) == 1 and "beach" in texts[0], texts
