@@ -91,7 +91,9 @@ def write_config(path: Path, pcms: list[Pcm], default: str) -> Path:
 
 
 def portaudio_missing_reason() -> str | None:
-    """Why PortAudio tests cannot run here, or None when they can."""
+    """Why PortAudio tests on ALSA devices cannot run here, or None when they can."""
+    if not sys.platform.startswith("linux"):
+        return f"ALSA devices defined per process (ALSA_CONFIG_PATH) need Linux, not {sys.platform}"
     if ctypes.util.find_library("portaudio") is None:
         return "PortAudio library not found (apt install libportaudio2)"
     return None
