@@ -356,6 +356,14 @@ def test_systemd_service_install_status_reinstall_restart_and_stop_without_losin
             human = dictated(env, "status")
             assert human.returncode == 0 and "ready" in human.stdout.splitlines()[0]
             assert f"pid {first_pid}" in human.stdout and "mic:testmic" in human.stdout
+            # the doctor agrees (its own microphone check reads the same pipe: not asserted)
+            report = json.loads(dictated(env, "doctor", "--json").stdout)
+            checks = {c["name"]: c for c in report["checks"]}
+            assert checks["service"]["status"] == "ok", checks["service"]
+            assert checks["service"]["details"]["pid"] == first_pid
+            assert checks["daemon"]["status"] == "ok"
+            assert checks["daemon"]["details"]["pid"] == first_pid
+            assert "service unit" not in checks  # the unit is what this environment renders
 
             # it hears speech through the microphone and journals the transcript
             mic.say(np.concatenate([synthesize(SENTENCES[0]), silence(1.5)]))

@@ -131,7 +131,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
     manager = get_manager(args.manager)
     command = manager.logs_command(args.lines, follow=not args.no_follow)
     if manager.name == "launchd" and not any(a.startswith("/") for a in command):
-        print(f"no service log yet in {Path(manager.unit_path).home()}/Library/Logs/dictated/")
+        from .launchd import log_dir
+
+        print(f"no service log yet in {log_dir()}/")
         return 1
     try:
         return subprocess.run(command, check=False).returncode
