@@ -414,6 +414,23 @@ def test_systemd_service_install_status_reinstall_restart_and_stop_without_losin
             assert proc.returncode == 3 and "not installed" in proc.stdout
             again = dictated(env, "service", "uninstall")
             assert again.returncode == 0 and "not installed" in again.stdout
+
+            # a daemon that cannot start: install says so; a config error (exit 2) is not
+            # restarted in a loop, since restarting cannot fix it
+            bad = tmp_path / "klingon.toml"
+            bad.write_text(
+                settings.replace("name = 'whisper'", "name = 'whisper'\nlanguage = 'tlh'")
+            )
+            proc = dictated(env, "service", "install", "--config", str(bad))
+            assert proc.returncode == 1, proc.stdout + proc.stderr
+            assert "it is not running (last exit code 2)" in proc.stderr
+            time.sleep(7)  # longer than RestartSec
+            props = manager.show("dictated.service", "ActiveState", "NRestarts")
+            assert props == {"ActiveState": "failed", "NRestarts": "0"}, props
+            report = json.loads(dictated(env, "doctor", "--json", "--config", str(bad)).stdout)
+            service = {c["name"]: c for c in report["checks"]}["service"]
+            assert service["status"] == "fail" and "exit code 2" in service["summary"]
+            assert dictated(env, "service", "uninstall").returncode == 0
     finally:
         mic.close()
 

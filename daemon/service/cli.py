@@ -18,7 +18,8 @@ from pathlib import Path
 from . import MANAGER_NAMES, ServiceStatus, get_manager, service_spec
 
 NOT_RUNNING = 3
-START_WAIT_S = 5.0  # after install, how long to wait for the manager to report it running
+#: after install/restart, how long to wait for the service's daemon to answer on its control socket
+START_WAIT_S = 15.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,8 +78,10 @@ def cmd_install(args: argparse.Namespace) -> int:
     replaced = "updated" if before.installed else "installed"
     print(f"{replaced} {manager.unit_path} ({manager.name})")
     print(f"  runs: {shlex.join(spec.program)}")
-    status = _wait_running(manager)
+    status, daemon = _wait_started(manager, args.config)
     print(f"  {_headline(status)}")
+    if daemon:
+        print(f"  daemon: {daemon.get('state')} (`dictated status`)")
     if sys.platform == "darwin" and manager.name == "launchd":
         print(
             "  macOS asks for microphone permission for "
@@ -86,9 +89,10 @@ def cmd_install(args: argparse.Namespace) -> int:
             "System Settings › Privacy & Security › Microphone (see `dictated doctor`)"
         )
     if not status.running:
-        print("  it is not running: see `dictated service logs`", file=sys.stderr)
+        print(_not_running(status), file=sys.stderr)
         return 1
-    print("  check it with `dictated service status` and `dictated status`")
+    if not daemon:
+        print("  its daemon has not answered yet (still loading?): `dictated service status`")
     return 0
 
 
@@ -104,9 +108,12 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 def cmd_restart(args: argparse.Namespace) -> int:
     manager = get_manager(args.manager)
     manager.restart()
-    status = _wait_running(manager)
+    status, daemon = _wait_started(manager, None)
     print(_headline(status))
-    return 0 if status.running else 1
+    if not status.running:
+        print(_not_running(status), file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -151,13 +158,30 @@ def _headline(status: ServiceStatus) -> str:
     return f"dictated service ({status.manager}): {status.state}{pid}"
 
 
-def _wait_running(manager) -> ServiceStatus:
-    deadline = time.monotonic() + START_WAIT_S
+def _not_running(status: ServiceStatus) -> str:
+    last = f" (last {status.last_exit})" if status.last_exit else ""
+    return f"  it is not running{last}: `dictated service logs` shows why"
+
+
+def _wait_started(manager, config: Path | None) -> tuple[ServiceStatus, dict | None]:
+    """Until the service's own daemon is ready, the service stops running, or START_WAIT_S pass.
+
+    A manager reports a service running as soon as it has started the process, so "running" alone
+    would also greet a daemon that exits a second later (no microphone, a missing model).
+    """
+    from ..doctor.runtime import probe_daemon
+
+    started = time.monotonic()
     while True:
         status = manager.status()
-        if status.running or time.monotonic() > deadline:
-            return status
-        time.sleep(0.2)
+        reply = probe_daemon(config) if status.running else None
+        daemon = dict(reply) if reply and reply.get("pid") == status.pid else None
+        if daemon and daemon.get("state") in ("ready", "paused"):
+            return status, daemon
+        elapsed = time.monotonic() - started
+        if elapsed > START_WAIT_S or (not status.running and elapsed > 1.0):
+            return status, daemon  # still warming up (a first CoreML start compiles for minutes)
+        time.sleep(0.3)
 
 
 def _warn_about_other_daemon(config: Path | None, service_pid: int | None) -> None:
