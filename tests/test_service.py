@@ -11,14 +11,12 @@
 from __future__ import annotations
 
 import configparser
-import contextlib
 import json
 import os
 import plistlib
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -235,53 +233,6 @@ def test_launchd_logs_tail_the_log_files(home_env):
 # ---- a real systemd user manager ---------------------------------------------------------------
 
 
-class Microphone:
-    """An ALSA capture device reading a named pipe: room silence in real time, speech on demand."""
-
-    CHUNK = 1600  # 100 ms
-
-    def __init__(self, fifo: Path):
-        self.fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer before PortAudio opens it
-        self._speech: list[np.ndarray] = []
-        self._lock = threading.Lock()
-        self.muted = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def say(self, pcm: np.ndarray, then_mute: bool = False) -> None:
-        with self._lock:
-            self._speech.append(pcm.astype("<i2"))
-            if then_mute:
-                self._speech.append(None)
-
-    def _write(self, data: bytes) -> None:
-        while data and not self._stop.is_set():
-            try:
-                data = data[os.write(self.fd, data) :]
-            except BlockingIOError:  # nobody reads (the service is restarting): wait
-                time.sleep(0.05)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                item = self._speech.pop(0) if self._speech else False
-            if item is None:
-                self.muted.set()
-            elif item is not False:
-                self._write(item.tobytes())
-            elif not self.muted.is_set():
-                # a full pipe drops room silence, as a real device overflows
-                with contextlib.suppress(BlockingIOError):
-                    os.write(self.fd, np.zeros(self.CHUNK, "<i2").tobytes())
-            time.sleep(self.CHUNK / 16000)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        os.close(self.fd)
-
-
 def _wait(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -328,7 +279,7 @@ def test_systemd_service_install_status_reinstall_restart_and_stop_without_losin
     unit_path = Path(home_env["XDG_CONFIG_HOME"]) / "systemd" / "user" / "dictated.service"
     env = {**home_env, "ALSA_CONFIG_PATH": str(asound)}
 
-    mic = Microphone(fifo)
+    mic = alsa.FifoMicrophone(fifo)
     try:
         with systemd_user.UserManager(env) as manager:
             env = manager.env
