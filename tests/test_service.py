@@ -60,9 +60,10 @@ def _tree(root: Path) -> set[str]:
 
 
 def test_the_drain_bound_fits_in_the_managers_stop_timeout():
-    from dictated import server
+    from dictated import capture, server
 
-    assert server.SHUTDOWN_TIMEOUT_S == DRAIN_TIMEOUT_S  # the daemon uses the shared bound
+    assert server.SHUTDOWN_TIMEOUT_S == DRAIN_TIMEOUT_S  # the daemon uses the shared bounds
+    assert capture.STOP_CAPTURE_TIMEOUT_S == STOP_CAPTURE_TIMEOUT_S
     # capture stop + drain + the default 1 s linger must end before the manager sends SIGKILL
     assert STOP_CAPTURE_TIMEOUT_S + DRAIN_TIMEOUT_S + 1.0 < SERVICE_STOP_TIMEOUT_S
     assert SERVICE_STOP_TIMEOUT_S > 20  # launchd's default ExitTimeOut would be too short
