@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dictated.config import TransportOptions
 from dictated.service.spec import service_spec
 from dictated.service.systemd import SystemdUserManager
 from dictated.shutdown import DRAIN_TIMEOUT_S, SERVICE_STOP_TIMEOUT_S, STOP_CAPTURE_TIMEOUT_S
@@ -64,8 +65,9 @@ def test_the_drain_bound_fits_in_the_managers_stop_timeout():
 
     assert server.SHUTDOWN_TIMEOUT_S == DRAIN_TIMEOUT_S  # the daemon uses the shared bounds
     assert capture.STOP_CAPTURE_TIMEOUT_S == STOP_CAPTURE_TIMEOUT_S
-    # capture stop + drain + the default 1 s linger must end before the manager sends SIGKILL
-    assert STOP_CAPTURE_TIMEOUT_S + DRAIN_TIMEOUT_S + 1.0 < SERVICE_STOP_TIMEOUT_S
+    # capture stop + drain + the default linger must end before the manager sends SIGKILL
+    linger = TransportOptions().linger_s
+    assert STOP_CAPTURE_TIMEOUT_S + DRAIN_TIMEOUT_S + linger < SERVICE_STOP_TIMEOUT_S == 75
     assert SERVICE_STOP_TIMEOUT_S > 20  # launchd's default ExitTimeOut would be too short
 
 
@@ -167,6 +169,16 @@ def test_systemd_unit_quotes_an_interpreter_path_with_spaces_percent_and_dollar(
     unit_path.parent.mkdir(parents=True)
     unit_path.write_text(text)
     assert manager.installed_program() == (str(odd / "python"), "-m", "dictated", "run")
+
+
+def test_a_longer_linger_lengthens_the_stop_timeout(home_env, tmp_path):
+    config = tmp_path / "linger.toml"
+    config.write_text("[transport]\nlinger_s = 30\n")
+    proc = dictated(home_env, "service", "print", "--manager", "systemd", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert f"TimeoutStopSec={SERVICE_STOP_TIMEOUT_S + 29}" in proc.stdout.splitlines()
+    proc = dictated(home_env, "service", "print", "--manager", "launchd", "--config", str(config))
+    assert plistlib.loads(proc.stdout.encode())["ExitTimeOut"] == SERVICE_STOP_TIMEOUT_S + 29
 
 
 def test_print_touches_nothing(home_env, tmp_path):

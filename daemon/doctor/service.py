@@ -65,7 +65,8 @@ def check_service(context: DoctorContext) -> Iterator[CheckResult]:
     else:
         yield CheckResult(name, OK, summary, details=status.to_json())
     try:
-        current = manager.render(service_spec(context.config_path))
+        spec = service_spec(context.config_path, linger_s=context.config.transport.linger_s)
+        current = manager.render(spec)
     except DictatedError:
         return
     if manager.unit_path.read_text(encoding="utf-8") != current:

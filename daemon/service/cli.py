@@ -59,8 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _spec(args: argparse.Namespace):
     from ..config import load_config
 
-    load_config(args.config)  # a bad config fails here (exit 2), not in a restart loop later
-    return service_spec(args.config)
+    # a bad config fails here (exit 2), not in a restart loop later
+    config = load_config(args.config)
+    return service_spec(args.config, linger_s=config.transport.linger_s)
 
 
 def cmd_print(args: argparse.Namespace) -> int:
