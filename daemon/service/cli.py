@@ -109,7 +109,7 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 def cmd_restart(args: argparse.Namespace) -> int:
     manager = get_manager(args.manager)
     manager.restart()
-    status, daemon = _wait_started(manager, None)
+    status, _ = _wait_started(manager, _pinned_config(manager.installed_program()))
     print(_headline(status))
     if not status.running:
         print(_not_running(status), file=sys.stderr)
@@ -157,6 +157,14 @@ def _headline(status: ServiceStatus) -> str:
         return f"dictated service ({status.manager}): not installed"
     pid = f", pid {status.pid}" if status.pid else ""
     return f"dictated service ({status.manager}): {status.state}{pid}"
+
+
+def _pinned_config(program: tuple[str, ...]) -> Path | None:
+    """The `--config FILE` an installed unit runs with (its socket directory may differ)."""
+    for flag, value in zip(program, program[1:], strict=False):
+        if flag == "--config":
+            return Path(value)
+    return None
 
 
 def _not_running(status: ServiceStatus) -> str:
