@@ -20,7 +20,7 @@ from .clock import StreamClock
 from .errors import DictatedError
 from .events import SegmenterEvent, SpeechStarted, UtteranceEnded
 from .segmenter import Segmenter, SegmenterOptions
-from .shutdown import STOP_CAPTURE_TIMEOUT_S  # a source that does not end when closed is cancelled
+from .shutdown import STOP_CAPTURE_TIMEOUT_S  # the bound the service managers allow for
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from .engines.registry import ENGINE_NAMES
 from .errors import ConfigError
 from .journal import Rotation
 from .segmenter import SegmenterOptions
+from .shutdown import DEFAULT_LINGER_S
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,8 @@ class TransportOptions:
     pub: tuple[str, ...] = ()  # extra PUB endpoints besides the per-user ipc socket
     allow_remote: bool = False  # permit non-loopback tcp endpoints
     runtime_dir: Path | None = None  # where the ipc sockets live; None = short per-user default
-    linger_s: float = (
-        1.0  # after end of input, keep publishing this long so subscribers get the tail
-    )
+    # after end of input or a stop, keep publishing this long so subscribers get the tail
+    linger_s: float = DEFAULT_LINGER_S
 
     def __post_init__(self) -> None:
         for endpoint in self.pub:

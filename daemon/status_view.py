@@ -15,7 +15,7 @@ from typing import Any
 _SHOWN = {
     "state", "version", "pid", "uptime_s", "engine", "model", "language", "source", "device",
     "device_state", "utterances", "errors", "overflows", "pending", "lag_s", "speculative",
-    "speculative_wasted", "seq", "endpoints", "journal", "heartbeat", "config_file",
+    "speculative_wasted", "seq", "endpoints", "journal", "heartbeat", "detail", "config_file",
     "config_loaded_at",
 }  # fmt: skip
 
@@ -39,6 +39,8 @@ def _join(*parts: str | None) -> str:
 def format_status(reply: Mapping[str, Any]) -> str:
     get = reply.get
     header = f"dictated {get('version', '')}".rstrip() + f": {get('state', 'unknown')}"
+    if get("detail"):
+        header += f" — {get('detail')}"
     extra = _join(
         f"pid {get('pid')}" if get("pid") is not None else None,
         f"up {format_duration(get('uptime_s'))}" if _number(get("uptime_s")) else None,

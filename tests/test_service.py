@@ -11,20 +11,19 @@
 from __future__ import annotations
 
 import configparser
-import contextlib
 import json
 import os
 import plistlib
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from dictated.config import TransportOptions
 from dictated.service.spec import service_spec
 from dictated.service.systemd import SystemdUserManager
 from dictated.shutdown import DRAIN_TIMEOUT_S, SERVICE_STOP_TIMEOUT_S, STOP_CAPTURE_TIMEOUT_S
@@ -62,11 +61,13 @@ def _tree(root: Path) -> set[str]:
 
 
 def test_the_drain_bound_fits_in_the_managers_stop_timeout():
-    from dictated import server
+    from dictated import capture, server
 
-    assert server.SHUTDOWN_TIMEOUT_S == DRAIN_TIMEOUT_S  # the daemon uses the shared bound
-    # capture stop + drain + the default 1 s linger must end before the manager sends SIGKILL
-    assert STOP_CAPTURE_TIMEOUT_S + DRAIN_TIMEOUT_S + 1.0 < SERVICE_STOP_TIMEOUT_S
+    assert server.SHUTDOWN_TIMEOUT_S == DRAIN_TIMEOUT_S  # the daemon uses the shared bounds
+    assert capture.STOP_CAPTURE_TIMEOUT_S == STOP_CAPTURE_TIMEOUT_S
+    # capture stop + drain + the default linger must end before the manager sends SIGKILL
+    linger = TransportOptions().linger_s
+    assert STOP_CAPTURE_TIMEOUT_S + DRAIN_TIMEOUT_S + linger < SERVICE_STOP_TIMEOUT_S == 75
     assert SERVICE_STOP_TIMEOUT_S > 20  # launchd's default ExitTimeOut would be too short
 
 
@@ -171,6 +172,16 @@ def test_systemd_unit_quotes_an_interpreter_path_with_spaces_percent_and_dollar(
     assert manager.installed_program() == (str(odd / "python"), "-m", "dictated", "run")
 
 
+def test_a_longer_linger_lengthens_the_stop_timeout(home_env, tmp_path):
+    config = tmp_path / "linger.toml"
+    config.write_text("[transport]\nlinger_s = 30\n")
+    proc = dictated(home_env, "service", "print", "--manager", "systemd", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert f"TimeoutStopSec={SERVICE_STOP_TIMEOUT_S + 29}" in proc.stdout.splitlines()
+    proc = dictated(home_env, "service", "print", "--manager", "launchd", "--config", str(config))
+    assert plistlib.loads(proc.stdout.encode())["ExitTimeOut"] == SERVICE_STOP_TIMEOUT_S + 29
+
+
 def test_print_touches_nothing(home_env, tmp_path):
     before = _tree(tmp_path)
     runtime_before = _tree(Path(home_env["DICTATED_RUNTIME_DIR"]))
@@ -236,53 +247,6 @@ def test_launchd_logs_tail_the_log_files(home_env):
 # ---- a real systemd user manager ---------------------------------------------------------------
 
 
-class Microphone:
-    """An ALSA capture device reading a named pipe: room silence in real time, speech on demand."""
-
-    CHUNK = 1600  # 100 ms
-
-    def __init__(self, fifo: Path):
-        self.fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer before PortAudio opens it
-        self._speech: list[np.ndarray] = []
-        self._lock = threading.Lock()
-        self.muted = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def say(self, pcm: np.ndarray, then_mute: bool = False) -> None:
-        with self._lock:
-            self._speech.append(pcm.astype("<i2"))
-            if then_mute:
-                self._speech.append(None)
-
-    def _write(self, data: bytes) -> None:
-        while data and not self._stop.is_set():
-            try:
-                data = data[os.write(self.fd, data) :]
-            except BlockingIOError:  # nobody reads (the service is restarting): wait
-                time.sleep(0.05)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                item = self._speech.pop(0) if self._speech else False
-            if item is None:
-                self.muted.set()
-            elif item is not False:
-                self._write(item.tobytes())
-            elif not self.muted.is_set():
-                # a full pipe drops room silence, as a real device overflows
-                with contextlib.suppress(BlockingIOError):
-                    os.write(self.fd, np.zeros(self.CHUNK, "<i2").tobytes())
-            time.sleep(self.CHUNK / 16000)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        os.close(self.fd)
-
-
 def _wait(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -329,7 +293,7 @@ def test_systemd_service_install_status_reinstall_restart_and_stop_without_losin
     unit_path = Path(home_env["XDG_CONFIG_HOME"]) / "systemd" / "user" / "dictated.service"
     env = {**home_env, "ALSA_CONFIG_PATH": str(asound)}
 
-    mic = Microphone(fifo)
+    mic = alsa.FifoMicrophone(fifo)
     try:
         with systemd_user.UserManager(env) as manager:
             env = manager.env
@@ -357,6 +321,14 @@ def test_systemd_service_install_status_reinstall_restart_and_stop_without_losin
             human = dictated(env, "status")
             assert human.returncode == 0 and "ready" in human.stdout.splitlines()[0]
             assert f"pid {first_pid}" in human.stdout and "mic:testmic" in human.stdout
+            # the doctor agrees (its own microphone check reads the same pipe: not asserted)
+            report = json.loads(dictated(env, "doctor", "--json").stdout)
+            checks = {c["name"]: c for c in report["checks"]}
+            assert checks["service"]["status"] == "ok", checks["service"]
+            assert checks["service"]["details"]["pid"] == first_pid
+            assert checks["daemon"]["status"] == "ok"
+            assert checks["daemon"]["details"]["pid"] == first_pid
+            assert "service unit" not in checks  # the unit is what this environment renders
 
             # it hears speech through the microphone and journals the transcript
             mic.say(np.concatenate([synthesize(SENTENCES[0]), silence(1.5)]))
@@ -407,6 +379,23 @@ def test_systemd_service_install_status_reinstall_restart_and_stop_without_losin
             assert proc.returncode == 3 and "not installed" in proc.stdout
             again = dictated(env, "service", "uninstall")
             assert again.returncode == 0 and "not installed" in again.stdout
+
+            # a daemon that cannot start: install says so; a config error (exit 2) is not
+            # restarted in a loop, since restarting cannot fix it
+            bad = tmp_path / "klingon.toml"
+            bad.write_text(
+                settings.replace("name = 'whisper'", "name = 'whisper'\nlanguage = 'tlh'")
+            )
+            proc = dictated(env, "service", "install", "--config", str(bad))
+            assert proc.returncode == 1, proc.stdout + proc.stderr
+            assert "it is not running (last exit code 2)" in proc.stderr
+            time.sleep(7)  # longer than RestartSec
+            props = manager.show("dictated.service", "ActiveState", "NRestarts")
+            assert props == {"ActiveState": "failed", "NRestarts": "0"}, props
+            report = json.loads(dictated(env, "doctor", "--json", "--config", str(bad)).stdout)
+            service = {c["name"]: c for c in report["checks"]}["service"]
+            assert service["status"] == "fail" and "exit code 2" in service["summary"]
+            assert dictated(env, "service", "uninstall").returncode == 0
     finally:
         mic.close()
 

@@ -4,9 +4,3 @@ Each check is a small function over one `DoctorContext` returning `CheckResult`s
 them in order); the CLI (doctor/cli.py) prints them and maps a failure to a non-zero exit.
 Checks never raise: a broken part is a result, so one problem does not hide the others.
 """
-
-from __future__ import annotations
-
-from .checks import CheckResult, DoctorContext, run_checks
-
-__all__ = ["CheckResult", "DoctorContext", "run_checks"]

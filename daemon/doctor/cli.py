@@ -9,8 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-from .checks import FAIL, broken, run_checks
-
 _MARKS = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}
 _ASCII = {"ok": "ok", "warn": "!!", "fail": "XX", "skip": "--"}
 
@@ -31,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from ..logs import setup_logging
+    from .checks import FAIL, WARN, broken, run_checks
 
     setup_logging("error")  # the report says it all; the mic's own warnings would repeat it
     results = run_checks(args.config, mic_seconds=args.mic_seconds)
@@ -42,7 +41,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         width = max(len(r.name) for r in results)
         for r in results:
             print(f"{marks[r.status]} {r.name:<{width}}  {r.summary}")
-            if r.fix and r.status in (FAIL, "warn"):
+            if r.fix and r.status in (FAIL, WARN):
                 for line in r.fix.splitlines():
                     print(f"    → {line}" if marks is _MARKS else f"    -> {line}")
         failed = sum(r.status == FAIL for r in results)

@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from ..errors import DictatedError
 from .checks import FAIL, OK, SKIP, WARN, CheckResult, DoctorContext
 
+#: how the managers describe a last exit that was not a failure
+CLEAN_EXITS = (None, "exit code 0", "0", "(never exited)")
+
 
 def check_service(context: DoctorContext) -> Iterator[CheckResult]:
     from ..service import get_manager, service_spec
@@ -50,11 +53,20 @@ def check_service(context: DoctorContext) -> Iterator[CheckResult]:
             details=status.to_json(),
         )
         return
-    yield CheckResult(
-        name, OK, f"{manager.name}: {status.state}, pid {status.pid}", details=status.to_json()
-    )
+    summary = f"{manager.name}: {status.state}, pid {status.pid}"
+    if status.restarts and status.last_exit not in CLEAN_EXITS:
+        yield CheckResult(
+            name,
+            WARN,
+            f"{summary}, but restarted {status.restarts} time(s) after failing ({status.last_exit})",
+            fix="`dictated service logs` shows why it keeps failing",
+            details=status.to_json(),
+        )
+    else:
+        yield CheckResult(name, OK, summary, details=status.to_json())
     try:
-        current = manager.render(service_spec(context.config_path))
+        spec = service_spec(context.config_path, linger_s=context.config.transport.linger_s)
+        current = manager.render(spec)
     except DictatedError:
         return
     if manager.unit_path.read_text(encoding="utf-8") != current:

@@ -18,7 +18,8 @@ from pathlib import Path
 from . import MANAGER_NAMES, ServiceStatus, get_manager, service_spec
 
 NOT_RUNNING = 3
-START_WAIT_S = 5.0  # after install, how long to wait for the manager to report it running
+#: after install/restart, how long to wait for the service's daemon to answer on its control socket
+START_WAIT_S = 15.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,8 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _spec(args: argparse.Namespace):
     from ..config import load_config
 
-    load_config(args.config)  # a bad config fails here (exit 2), not in a restart loop later
-    return service_spec(args.config)
+    # a bad config fails here (exit 2), not in a restart loop later
+    config = load_config(args.config)
+    return service_spec(args.config, linger_s=config.transport.linger_s)
 
 
 def cmd_print(args: argparse.Namespace) -> int:
@@ -77,8 +79,10 @@ def cmd_install(args: argparse.Namespace) -> int:
     replaced = "updated" if before.installed else "installed"
     print(f"{replaced} {manager.unit_path} ({manager.name})")
     print(f"  runs: {shlex.join(spec.program)}")
-    status = _wait_running(manager)
+    status, daemon = _wait_started(manager, args.config)
     print(f"  {_headline(status)}")
+    if daemon:
+        print(f"  daemon: {daemon.get('state')} (`dictated status`)")
     if sys.platform == "darwin" and manager.name == "launchd":
         print(
             "  macOS asks for microphone permission for "
@@ -86,9 +90,10 @@ def cmd_install(args: argparse.Namespace) -> int:
             "System Settings › Privacy & Security › Microphone (see `dictated doctor`)"
         )
     if not status.running:
-        print("  it is not running: see `dictated service logs`", file=sys.stderr)
+        print(_not_running(status), file=sys.stderr)
         return 1
-    print("  check it with `dictated service status` and `dictated status`")
+    if not daemon:
+        print("  its daemon has not answered yet (still loading?): `dictated service status`")
     return 0
 
 
@@ -104,9 +109,12 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 def cmd_restart(args: argparse.Namespace) -> int:
     manager = get_manager(args.manager)
     manager.restart()
-    status = _wait_running(manager)
+    status, _ = _wait_started(manager, _pinned_config(manager.installed_program()))
     print(_headline(status))
-    return 0 if status.running else 1
+    if not status.running:
+        print(_not_running(status), file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -131,7 +139,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
     manager = get_manager(args.manager)
     command = manager.logs_command(args.lines, follow=not args.no_follow)
     if manager.name == "launchd" and not any(a.startswith("/") for a in command):
-        print(f"no service log yet in {Path(manager.unit_path).home()}/Library/Logs/dictated/")
+        from .launchd import log_dir
+
+        print(f"no service log yet in {log_dir()}/")
         return 1
     try:
         return subprocess.run(command, check=False).returncode
@@ -149,13 +159,38 @@ def _headline(status: ServiceStatus) -> str:
     return f"dictated service ({status.manager}): {status.state}{pid}"
 
 
-def _wait_running(manager) -> ServiceStatus:
-    deadline = time.monotonic() + START_WAIT_S
+def _pinned_config(program: tuple[str, ...]) -> Path | None:
+    """The `--config FILE` an installed unit runs with (its socket directory may differ)."""
+    for flag, value in zip(program, program[1:], strict=False):
+        if flag == "--config":
+            return Path(value)
+    return None
+
+
+def _not_running(status: ServiceStatus) -> str:
+    last = f" (last {status.last_exit})" if status.last_exit else ""
+    return f"  it is not running{last}: `dictated service logs` shows why"
+
+
+def _wait_started(manager, config: Path | None) -> tuple[ServiceStatus, dict | None]:
+    """Until the service's own daemon is ready, the service stops running, or START_WAIT_S pass.
+
+    A manager reports a service running as soon as it has started the process, so "running" alone
+    would also greet a daemon that exits a second later (no microphone, a missing model).
+    """
+    from ..doctor.runtime import probe_daemon
+
+    started = time.monotonic()
     while True:
         status = manager.status()
-        if status.running or time.monotonic() > deadline:
-            return status
-        time.sleep(0.2)
+        reply = probe_daemon(config) if status.running else None
+        daemon = dict(reply) if reply and reply.get("pid") == status.pid else None
+        if daemon and daemon.get("state") in ("ready", "paused"):
+            return status, daemon
+        elapsed = time.monotonic() - started
+        if elapsed > START_WAIT_S or (not status.running and elapsed > 1.0):
+            return status, daemon  # still warming up (a first CoreML start compiles for minutes)
+        time.sleep(0.3)
 
 
 def _warn_about_other_daemon(config: Path | None, service_pid: int | None) -> None:

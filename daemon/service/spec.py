@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import protocol
-from ..shutdown import SERVICE_STOP_TIMEOUT_S
+from ..shutdown import DEFAULT_LINGER_S, SERVICE_STOP_TIMEOUT_S, service_stop_timeout_s
 
 #: variables that change where the daemon keeps its files or finds its models; copied into the
 #: unit when set at install time, so the service and the user's shell agree on sockets and journal
@@ -55,13 +55,15 @@ def service_spec(
     config: Path | None = None,
     *,
     interpreter: str | None = None,
+    linger_s: float = DEFAULT_LINGER_S,
     platform: str = sys.platform,
     extra_environment: Mapping[str, str] | None = None,
 ) -> ServiceSpec:
     """The spec for this environment: `<python> -m dictated run [--config FILE]`.
 
     `config` is pinned as an absolute path, so the service reads the file the user named even
-    though it starts in another directory.
+    though it starts in another directory. `linger_s` (the config's transport.linger_s) is part
+    of the stop timeout the manager allows.
     """
     python = os.path.abspath(interpreter or sys.executable)
     program: list[str] = [python, "-m", "dictated", "run"]
@@ -77,4 +79,5 @@ def service_spec(
         program=tuple(program),
         environment=environment,
         runtime_dir=protocol.default_runtime_dir(),
+        stop_timeout_s=service_stop_timeout_s(linger_s),
     )
