@@ -77,7 +77,7 @@ def scenario_capture(
     idle: bool = True,
 ) -> dict:
     from dictated.audio.mic import MicSource
-    from dictated.audio.source import open_source
+    from dictated.audio.open_source import open_source
 
     logs = _watch_logs()
     started = time.time()
@@ -120,7 +120,7 @@ def scenario_rate_probe(device: str) -> dict:
 def scenario_devices(good: list, bad: list) -> dict:
     from dictated.audio.devices import format_device_table, list_input_devices, resolve_device
     from dictated.audio.mic import MicSource
-    from dictated.audio.source import open_source
+    from dictated.audio.open_source import open_source
     from dictated.errors import AudioError
 
     devices = list_input_devices()
@@ -224,7 +224,7 @@ def scenario_missing_portaudio() -> dict:
     import ctypes.util
 
     ctypes.util.find_library = lambda name: None  # as on a machine without libportaudio2
-    from dictated.audio.source import open_source
+    from dictated.audio.open_source import open_source
     from dictated.errors import MissingDependencyError
 
     try:
