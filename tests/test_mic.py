@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import alsa
 import numpy as np
@@ -184,6 +185,65 @@ def scenario_stall(fifo: str, pcm_file: str) -> dict:
         # what was in the pipe arrives verbatim; a last partial read may be padded with stale data
         "prefix_equal": bool(np.array_equal(received[: len(pcm)], pcm[: len(received)])),
         "closer_finished": all(not t.is_alive() for t in closers),
+        "logs": logs.records,
+    }
+
+
+def scenario_default_replaced(fifo_a: str, fifo_b: str, asound: str, pcm_file: str) -> dict:
+    """No device pinned: the default input stalls, the system default becomes another device
+    (the ALSA world is rewritten), and the source carries on from the new default."""
+    from dictated.audio.mic import MicSource
+
+    fa, fb = os.open(fifo_a, os.O_RDWR), os.open(fifo_b, os.O_RDWR)
+    pcm = np.load(pcm_file)
+    os.write(fa, np.zeros(RATE // 2, "<i2").tobytes())  # half a second, then the stall
+    logs = _watch_logs()
+    source = MicSource(None, reconnect=True, stall_timeout_s=0.5, backoff_s=(0.2,))
+    states: list[str] = []
+
+    def replug() -> None:  # the new default delivers the speech, then room silence
+        os.write(fb, pcm.astype("<i2").tobytes())
+        for _ in range(50):
+            os.write(fb, np.zeros(RATE // 10, "<i2").tobytes())
+            time.sleep(0.1)
+
+    def on_state(state: str, detail) -> None:
+        states.append(state)
+        if state == "lost" and states.count("lost") == 1:
+            alsa.write_config(
+                Path(asound),
+                [
+                    alsa.fifo_capture("mic_a", Path(fifo_a)),
+                    alsa.fifo_capture("mic_b", Path(fifo_b)),
+                ],
+                default="mic_b",
+            )
+            os.write(fa, np.zeros(RATE, "<i2").tobytes())  # the stuck driver finishes its read
+            threading.Thread(target=replug, daemon=True).start()
+
+    source.on_device_state = on_state
+    got, gaps = [], []
+
+    async def main() -> None:
+        async with contextlib.aclosing(source.blocks()) as stream:
+            async for block in stream:
+                got.append(block.pcm)
+                gaps.append(block.gap_s)
+                if states.count("ok") == 2 and sum(map(len, got[gaps.index(max(gaps)) :])) > len(
+                    pcm
+                ):
+                    break
+        await source.aclose()
+
+    asyncio.run(main())
+    after = np.concatenate(got[gaps.index(max(gaps)) :])
+    os.close(fa)
+    os.close(fb)
+    return {
+        "states": states,
+        "device": source.device,
+        "gap_s": max(gaps),
+        "after_equal": bool(np.array_equal(after[: len(pcm)], pcm)),
         "logs": logs.records,
     }
 
@@ -410,6 +470,35 @@ def test_a_stalled_device_raises_instead_of_hanging(tmp_path, world):
     # and the stream closed for real once the device let go
     assert any("did not stop within 0.5 s" in w for w in _warnings(result)), result["logs"]
     assert result["closer_finished"]
+
+
+def test_with_no_device_pinned_a_lost_default_is_replaced_by_the_new_default(tmp_path, world):
+    fifo_a, fifo_b = tmp_path / "a.fifo", tmp_path / "b.fifo"
+    os.mkfifo(fifo_a)
+    os.mkfifo(fifo_b)
+    config = alsa.write_config(
+        tmp_path / "asound.conf",
+        [alsa.fifo_capture("mic_a", fifo_a), alsa.fifo_capture("mic_b", fifo_b)],
+        default="mic_a",
+    )
+    pcm = world["pcm16"][: 2 * RATE]
+    np.save(tmp_path / "pcm.npy", pcm)
+    result = alsa.run_scenario(
+        config,
+        "test_mic",
+        "scenario_default_replaced",
+        fifo_a=str(fifo_a),
+        fifo_b=str(fifo_b),
+        asound=str(config),
+        pcm_file=str(tmp_path / "pcm.npy"),
+    )
+    assert result["states"] == ["ok", "lost", "ok"], result
+    # PortAudio was re-initialised: the new default's audio arrives, verbatim, after the gap
+    assert result["after_equal"], result
+    assert result["gap_s"] > 0.5  # the dead time is reported, so stream time runs on
+    messages = [r["message"] for r in result["logs"]]
+    assert any("vanished/stopped: no audio for 0.5 s" in m for m in messages), messages
+    assert any("is back" in m for m in messages), messages
 
 
 def test_a_stream_ended_by_portaudio_raises(world):
