@@ -116,7 +116,9 @@ def run_scenario(
     if config is not None:
         env["ALSA_CONFIG_PATH"] = str(config)
     code = (
-        "import json, sys\n"
+        "import faulthandler, json, sys\n"
+        # a scenario that hangs shows every thread's stack in the failure, not just a timeout
+        f"faulthandler.dump_traceback_later({max(1.0, timeout - 5.0)}, exit=True)\n"
         f"sys.path.insert(0, {str(TESTS_DIR)!r})\n"
         f"from {module} import {function} as scenario\n"
         "result = scenario(**json.loads(sys.argv[1]))\n"
