@@ -221,7 +221,8 @@ def test_pause_releases_the_microphone_and_resume_takes_it_again(isolated_env, t
         reply = daemon.control.request("pause")
         assert reply["state"] == "paused"
         status = daemon.control.request("status")
-        assert status["device_state"] == "closed"
+        assert status["device_state"] == "closed" and status["device"] == "testmic"
+        assert isinstance(status["overflows"], int)  # counted for a microphone, reported always
         assert _fds_on(pid, mic.path) == 0  # the stream is closed: the device is released
         time.sleep(1.0)
         assert daemon.control.request("resume")["state"] == "ready"
