@@ -119,7 +119,7 @@ def run_scenario(
         "import faulthandler, json, sys\n"
         # a scenario that hangs shows every thread's stack in the failure, not just a timeout
         f"faulthandler.dump_traceback_later({max(1.0, timeout - 5.0)}, exit=True)\n"
-        f"sys.path.insert(0, {str(TESTS_DIR)!r})\n"
+        f"sys.path.insert(0, {str(TESTS_DIR.parent)!r})\n"  # the repo: `tests.` modules import
         f"from {module} import {function} as scenario\n"
         "result = scenario(**json.loads(sys.argv[1]))\n"
         f"print({RESULT_MARK!r} + json.dumps(result), flush=True)\n"
