@@ -1,9 +1,14 @@
 """CPU the daemon spends on silence (capture + VAD + event loop), scaled to one hour of audio.
 
 Runs the real daemon on quiet room noise and reads its CPU time from /proc between `ready` and the
-end, so model loading is not counted. Two capture paths:
+end, so model loading is not counted: the run time of all its threads in nanoseconds
+(/proc/PID/task/*/schedstat), not the 10 ms ticks of /proc/PID/stat, which at a fraction of a
+percent are too coarse to compare two paths. Capture paths:
 - `mic`: real PortAudio capture from an ALSA device that reads a pipe this script fills in real
-  time (no sound card needed; see tests/alsa.py), i.e. what `dictated run` costs all day;
+  time (no sound card needed; see tests/alsa.py), i.e. what `dictated run` costs all day; once
+  as it runs by default (while nobody speaks, four PortAudio blocks per event-loop wakeup,
+  `audio.idle_block_ms = 480`) and once handing over every block (`idle_block_ms = 120`, the
+  path before idle batching), in the same run;
 - `file`: a WAV paced like a microphone (`--realtime`).
 The reference, in this process, is bare webrtcvad over the same number of 30 ms frames.
 Target: <= 0.5 % of one core (18 CPU-seconds per hour). Linux only (reads /proc). Usage:
@@ -21,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +35,15 @@ from _common import REPO, isolated_env, print_table
 
 
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of the process's live threads, to the nanosecond."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            pass
+    return total / 1e9
 
 
 def measure(args: list[str], env: dict[str, str], seconds: float) -> tuple[float, float]:
@@ -73,13 +85,15 @@ def measure(args: list[str], env: dict[str, str], seconds: float) -> tuple[float
     return cpu1 - cpu0, wall1 - wall0
 
 
-def via_mic(pcm: np.ndarray, seconds: float) -> tuple[float, float]:
+def via_mic(pcm: np.ndarray, seconds: float, idle_block_ms: int) -> tuple[float, float]:
     from tests import alsa
 
     tmp = Path(tempfile.mkdtemp(prefix="dictated-bench-mic-"))
+    config = tmp / "config.toml"
+    config.write_text(f"[audio]\nidle_block_ms = {idle_block_ms}\n")
     fifo = tmp / "mic.fifo"
     os.mkfifo(fifo)
-    config = alsa.write_config(
+    asound = alsa.write_config(
         tmp / "asound.conf", [alsa.fifo_capture("benchmic", fifo)], default="benchmic"
     )
     fd = os.open(fifo, os.O_RDWR)
@@ -96,8 +110,8 @@ def via_mic(pcm: np.ndarray, seconds: float) -> tuple[float, float]:
     threading.Thread(target=room, daemon=True).start()
     try:
         return measure(
-            ["--source", "mic", "--input-device", "benchmic"],
-            {**isolated_env(), "ALSA_CONFIG_PATH": str(config)},
+            ["--config", str(config), "--source", "mic", "--input-device", "benchmic"],
+            {**isolated_env(), "ALSA_CONFIG_PATH": str(asound)},
             seconds,
         )
     finally:
@@ -136,18 +150,34 @@ def main() -> None:
         vad.is_speech(data[offset : offset + FRAME_BYTES], SAMPLE_RATE)
     vad_share = (time.process_time() - started) / args.seconds  # CPU s per audio s
 
-    rows = []
+    from dictated.audio.mic_stream import BLOCK_MS, IDLE_BLOCK_MS
+
+    shares = {}
     for name, run in (
-        ("daemon, microphone (PortAudio)", via_mic),
+        (
+            f"daemon, microphone, idle batching ({IDLE_BLOCK_MS} ms)",
+            partial(via_mic, idle_block_ms=IDLE_BLOCK_MS),
+        ),
+        (
+            f"daemon, microphone, every block ({BLOCK_MS} ms, old path)",
+            partial(via_mic, idle_block_ms=BLOCK_MS),
+        ),
         ("daemon, file --realtime", via_file),
     ):
         cpu, wall = run(pcm, args.seconds)
-        rows.append([name, cpu * 3600 / wall, 100 * cpu / wall, (cpu / wall) / vad_share])
-    rows.append(["reference: bare webrtcvad", vad_share * 3600, 100 * vad_share, 1.0])
+        shares[name] = cpu / wall
+    old = next(v for k, v in shares.items() if "old path" in k)
+    rows = [
+        [name, share * 3600, 100 * share, share / vad_share, share / old]
+        for name, share in shares.items()
+    ]
+    rows.append(
+        ["reference: bare webrtcvad", vad_share * 3600, 100 * vad_share, 1.0, vad_share / old]
+    )
     print_table(
         f"CPU on {args.seconds:.0f} s of room noise at {args.noise_dbfs:.0f} dBFS, scaled to 1 h "
         "(target <= 18 s/h = 0.5 % of a core)",
-        ["what", "cpu s/hour", "% of a core", "ratio"],
+        ["what", "cpu s/hour", "% of a core", "ratio to webrtcvad", "ratio to old path"],
         rows,
     )
 

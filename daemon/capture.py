@@ -20,10 +20,9 @@ from .clock import StreamClock
 from .errors import DictatedError
 from .events import SegmenterEvent, SpeechStarted, UtteranceEnded
 from .segmenter import Segmenter, SegmenterOptions
+from .shutdown import STOP_CAPTURE_TIMEOUT_S  # the bound the service managers allow for
 
 log = logging.getLogger(__name__)
-
-STOP_CAPTURE_TIMEOUT_S = 5.0  # a source that does not end when closed is cancelled
 
 
 @dataclass(frozen=True)
@@ -85,33 +84,50 @@ class Capture:
             await asyncio.gather(*self._flushes)
         return failure
 
-    def pause(self) -> None:
-        """Stop feeding the segmenter; the open utterance ends here and is transcribed."""
+    async def pause(self) -> None:
+        """Stop feeding the segmenter; the open utterance ends here and is transcribed. A device
+        is released (the microphone's stream is closed) until resume()."""
         if self.paused:
             return
         self.paused = True
-        # handed on in a task: a busy worker may make that wait, and the caller (the control
-        # socket) must keep answering meanwhile
-        task = asyncio.create_task(self._on_heard(self._flush()), name="pause-flush")
+        self.end_utterance()
+        await self.source.suspend()
+
+    async def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            await self.source.resume()
+
+    def end_utterance(self) -> None:
+        """End the open utterance now (pause, a lost device) and hand it on; the next block
+        starts a fresh segmenter. Handed on in a task: a busy worker may make that wait, and
+        the caller (the control socket, the source) must go on meanwhile."""
+        task = asyncio.create_task(self._on_heard(self._flush()), name="flush")
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
-    def resume(self) -> None:
-        self.paused = False
+    def set_options(self, options: SegmenterOptions) -> None:
+        """New segmenter settings (a reloaded config): at once when nobody is speaking, else
+        from the end of the utterance under way (it is not cut in two)."""
+        self._options = options  # _pump swaps segmenters once the current one is idle
 
     async def aclose(self) -> None:
         await self.source.aclose()
 
     async def _pump(self) -> None:
-        clock = self.clock
-        async for block in self.source.blocks():
-            position = clock.samples
-            clock.add(len(block.pcm), block.captured_at)  # paused audio too: it is source time
+        clock, source = self.clock, self.source
+        async for block in source.blocks():
+            if block.gap_s and self._segmenter is not None:
+                self.end_utterance()  # audio missing in the middle: what came before is whole
+            # paused audio too: it is source time
+            position = clock.add(len(block.pcm), block.captured_at, block.gap_s)
             if self.paused:
                 continue
-            if self._segmenter is None:
-                self._segmenter = Segmenter(self._options, start_sample=position)
-            heard = self._identify(self._segmenter.push(block.pcm))
+            segmenter = self._segmenter
+            if segmenter is None or (segmenter.idle and segmenter.options is not self._options):
+                segmenter = self._segmenter = Segmenter(self._options, start_sample=position)
+            heard = self._identify(segmenter.push(block.pcm))
+            source.set_idle(segmenter.idle)
             if heard:
                 await self._on_heard(heard)
 

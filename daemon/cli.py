@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sub)
+    from .doctor.cli import register as register_doctor
+    from .service.cli import register as register_service
+
+    register_service(sub)
+    register_doctor(sub)
     return parser
 
 
@@ -200,7 +205,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .server import Daemon
 
     config = _load(args)
-    daemon = Daemon(config)
+    # SIGHUP reads the file again, with this command line's flags still on top
+    daemon = Daemon(config, reload_config=lambda: _load(args))
     try:
         code = asyncio.run(daemon.serve())
     except DictatedError as exc:
@@ -319,8 +325,9 @@ def cmd_control(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(reply, ensure_ascii=False, indent=2))
     elif args.cmd == "status":
-        for key, value in reply.items():
-            print(f"{key:>10}: {value}")
+        from .status_view import format_status
+
+        print(format_status(reply))
     else:
         print(reply.get("state") or reply.get("language"))
     return 0

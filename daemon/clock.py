@@ -22,10 +22,15 @@ class StreamClock:
         self._times: deque[float] = deque(maxlen=_KEEP_BLOCKS)
         self.samples = 0
 
-    def add(self, n_samples: int, captured_at: float) -> None:
+    def add(self, n_samples: int, captured_at: float, gap_s: float = 0.0) -> int:
+        """Count a block; `gap_s` of time not captured before it (a closed or lost device) moves
+        the timeline on too, so stream time stays the capture timeline. The block's first offset."""
+        self.samples += round(gap_s * SAMPLE_RATE)
+        start = self.samples
         self.samples += n_samples
         self._ends.append(self.samples)
         self._times.append(captured_at)
+        return start
 
     def wall(self, sample: int) -> float:
         """Capture time of stream offset `sample` (clamped to the history kept)."""

@@ -44,16 +44,18 @@ class Commands:
             "seq": d.publisher.sent_seq,
             "endpoints": {"events": d.publisher.endpoints, "control": d.control_endpoint},
             "journal": str(d.journal.path),
+            "config_file": str(d.config.source_file) if d.config.source_file else None,
+            "config_loaded_at": round(d.config_loaded_at, 3),
         }
 
     async def pause(self, request: dict[str, Any]) -> dict[str, Any]:
         if self._daemon.capture is None:
             raise CommandError("the daemon is still starting; try again in a moment")
-        self._daemon.pause()
+        await self._daemon.pause()
         return {"state": self._daemon.state}
 
     async def resume(self, request: dict[str, Any]) -> dict[str, Any]:
-        self._daemon.resume()
+        await self._daemon.resume()
         return {"state": self._daemon.state}
 
     async def language(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -17,10 +17,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import paths
+from .audio.mic_stream import BLOCK_MS, IDLE_BLOCK_MS
 from .engines.base import EngineOptions
 from .engines.registry import ENGINE_NAMES
 from .errors import ConfigError
+from .journal import Rotation
 from .segmenter import SegmenterOptions
+from .shutdown import DEFAULT_LINGER_S
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,17 @@ class AudioOptions:
     source: str = "mic"  # mic | file:PATH | - (raw s16le 16 kHz mono on stdin)
     device: str | int | None = None  # microphone name (substring) or index; None = system default
     realtime: bool = False  # pace file sources like a microphone
+    #: while nobody speaks, microphone audio reaches the daemon this much at a time: fewer
+    #: wakeups (idle CPU); speech is handed over block by block. 120 = no batching.
+    idle_block_ms: int = IDLE_BLOCK_MS
 
     def __post_init__(self) -> None:
         if not (self.source in ("mic", "-") or self.source.startswith("file:")):
             raise ConfigError(f"audio.source: {self.source!r} is not mic, file:PATH or -")
+        if not BLOCK_MS <= self.idle_block_ms <= 2000:
+            raise ConfigError(
+                f"audio.idle_block_ms: must be between {BLOCK_MS} and 2000, got {self.idle_block_ms}"
+            )
 
 
 @dataclass(frozen=True)
@@ -51,9 +61,8 @@ class TransportOptions:
     pub: tuple[str, ...] = ()  # extra PUB endpoints besides the per-user ipc socket
     allow_remote: bool = False  # permit non-loopback tcp endpoints
     runtime_dir: Path | None = None  # where the ipc sockets live; None = short per-user default
-    linger_s: float = (
-        1.0  # after end of input, keep publishing this long so subscribers get the tail
-    )
+    # after end of input or a stop, keep publishing this long so subscribers get the tail
+    linger_s: float = DEFAULT_LINGER_S
 
     def __post_init__(self) -> None:
         for endpoint in self.pub:
@@ -68,9 +77,27 @@ class TransportOptions:
 @dataclass(frozen=True)
 class JournalOptions:
     path: Path | None = None  # None = user data dir / journal.jsonl
+    rotate_mb: float = 16.0  # start a new file once the current one reaches this size; 0 = never
+    rotate_days: float = 30.0  # ... or once its first event is this old; 0 = never
+    keep: int = 0  # rotated files kept (oldest removed first); 0 = all, so no history is lost
+
+    def __post_init__(self) -> None:
+        for key in ("rotate_mb", "rotate_days", "keep"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"journal.{key}: must be >= 0 (0 = {_JOURNAL_ZERO[key]})")
 
     def resolved(self) -> Path:
         return self.path or paths.default_journal()
+
+    def rotation(self) -> Rotation:
+        return Rotation(
+            max_bytes=round(self.rotate_mb * 1024 * 1024),
+            max_age_s=self.rotate_days * 86400,
+            keep=self.keep,
+        )
+
+
+_JOURNAL_ZERO = {"rotate_mb": "never by size", "rotate_days": "never by age", "keep": "keep all"}
 
 
 @dataclass(frozen=True)

@@ -31,3 +31,13 @@ class MissingDependencyError(DictatedError):
             f"{purpose} needs {package}, which is not installed. Install it with: {install}"
         )
         self.package = package
+
+
+class ServiceError(DictatedError):
+    """Installing, starting or querying the login service failed; the message names the tool's answer."""
+
+
+class ServiceManagerUnavailable(ServiceError):
+    """The chosen service manager (launchd, systemd's user manager) does not exist or cannot be reached."""
+
+    exit_code = 2

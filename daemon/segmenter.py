@@ -188,6 +188,12 @@ class Segmenter:
     # -- public API ---------------------------------------------------------------------------
 
     @property
+    def idle(self) -> bool:
+        """No utterance under way and no voiced frame in the start window: nothing is decided
+        soon, so audio may arrive in larger blocks (fewer wakeups) without delaying an end."""
+        return not self._open and self._scount == 0
+
+    @property
     def in_speech(self) -> bool:
         """True between SpeechStarted and the UtteranceEnded that closes it."""
         return self._open and self._confirmed

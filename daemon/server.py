@@ -36,6 +36,8 @@ from .errors import ConfigError, DictatedError
 from .events import UtteranceEnded
 from .journal import Journal
 from .protocol import CONTROL_SOCKET, EVENTS_SOCKET, Body, ErrorBody, State, StatusBody
+from .reload import plan_reload
+from .shutdown import DRAIN_TIMEOUT_S
 from .translate import failure_body, make_job, speech_end_body, transcript_body, vad_body
 from .transport.control import ControlServer
 from .transport.publisher import Publisher
@@ -44,9 +46,11 @@ from .worker import Job, JobResult, Worker
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 30.0
-SHUTDOWN_TIMEOUT_S = 120.0  # drain the worker at most this long on a stop signal
+# the drain bound lives with the service managers' stop timers it must fit in (shutdown.py)
+SHUTDOWN_TIMEOUT_S = DRAIN_TIMEOUT_S
 
 EngineFactory = Callable[[], Engine]
+ConfigLoader = Callable[[], Config]
 
 
 class Daemon:
@@ -55,14 +59,20 @@ class Daemon:
         config: Config,
         source: AudioSource | None = None,
         engine_factory: EngineFactory | None = None,
+        reload_config: ConfigLoader | None = None,
     ):
-        """`source` and `engine_factory` default to what the config names (tests pass their own)."""
+        """`source` and `engine_factory` default to what the config names (tests pass their own).
+        `reload_config` reads the config again (the CLI's flags on top) when SIGHUP arrives."""
         self.config = config
+        self.config_loaded_at = time.time()
+        self._reload_config = reload_config
+        self._reloading = asyncio.Lock()
         self.language = config.engine.language
         self.state = State.STARTING
         self.started_at = time.time()
         self.run_id = format(int(self.started_at * 1000) % 0xFFFFFFFF, "x")
         self.engine_name: str | None = None
+        self.model: str | None = None  # what the engine loaded, for status
         self._source = source
         self._engine_factory = engine_factory or partial(
             create_engine, config.engine.name, config.engine_options
@@ -106,7 +116,7 @@ class Daemon:
         _refuse_if_running(self.control_endpoint)
         journal_path = self.config.journal.resolved()
         try:
-            self.journal = Journal(journal_path)
+            self.journal = Journal(journal_path, self.config.journal.rotation())
         except OSError as exc:
             raise ConfigError(
                 f"journal.path: cannot open the journal {journal_path}: {exc}"
@@ -129,7 +139,13 @@ class Daemon:
         try:
             if self._source is None:
                 cfg = self.config.audio
-                self._source = open_source(cfg.source, realtime=cfg.realtime, device=cfg.device)
+                self._source = open_source(
+                    cfg.source,
+                    realtime=cfg.realtime,
+                    device=cfg.device,
+                    idle_block_ms=cfg.idle_block_ms,
+                )
+            self._source.on_device_state = self._on_device_state
             self.capture = Capture(
                 self._source, self.config.segmenter, self._new_id, self._on_heard
             )
@@ -139,7 +155,7 @@ class Daemon:
                 self.language = engine.check_language(self.language)
             except ValueError as exc:
                 raise ConfigError(f"engine.language: {exc}") from exc
-            self.engine_name = engine.name
+            self.engine_name, self.model = engine.name, engine.description
             self._set_state(State.PAUSED if self.capture.paused else State.READY)
             worker_task = asyncio.create_task(self.worker.run(), name="worker")
             heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
@@ -189,11 +205,18 @@ class Daemon:
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.handle_signal, sig)
-            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-                return
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            return
+
+    def _on_sighup(self) -> None:
+        log.info("received SIGHUP: reloading the configuration")
+        task = asyncio.create_task(self.reload(), name="reload")
+        self._tasks.add(task)  # keep a reference until done (asyncio holds only weak ones)
+        task.add_done_callback(self._tasks.discard)
 
     def handle_signal(self, sig: int) -> None:
         self._signals += 1
@@ -211,19 +234,63 @@ class Daemon:
 
     # -- state, as the control commands change it ------------------------------------------
 
-    def pause(self) -> None:
-        """Ignore audio until resumed; the utterance under way is transcribed, not lost."""
+    async def pause(self) -> None:
+        """Ignore audio until resumed; the utterance under way is transcribed, not lost, and a
+        microphone is released (its stream closed, so the OS indicator goes off)."""
         if self.capture is None or self.capture.paused:
             return
-        self.capture.pause()
+        await self.capture.pause()
         if self.state is State.READY:
             self._set_state(State.PAUSED)
 
-    def resume(self) -> None:
+    async def resume(self) -> None:
         if self.capture is not None and self.capture.paused:
-            self.capture.resume()
+            await self.capture.resume()
             if self.state is State.PAUSED:
                 self._set_state(State.READY)
+
+    async def reload(self) -> bool:
+        """Read the config again and apply it (reload.py says what applies when); a config that
+        does not load, or an engine that does not, is refused and the running one kept."""
+        if self._reload_config is None:
+            log.warning("no config to reload: this daemon was not started from the command line")
+            return False
+        async with self._reloading:
+            try:
+                loaded = self._reload_config()
+                engine = self.worker.engine
+                if engine is None:
+                    raise DictatedError("the engine is still loading; send SIGHUP again when ready")
+                plan = plan_reload(self.config, loaded)
+                if plan.engine_changed:
+                    new = loaded
+                    engine, language = await self.worker.reload(
+                        partial(create_engine, new.engine.name, new.engine_options),
+                        new.engine.language,
+                    )
+                else:
+                    language = engine.check_language(loaded.engine.language)
+            except (DictatedError, ValueError) as exc:
+                log.error("configuration reload refused, keeping the running one: %s", exc)
+                return False
+            except Exception:  # an engine that fails to load in some unforeseen way
+                log.exception("configuration reload refused, keeping the running one")
+                return False
+            self.config, self.language = plan.config, language
+            self.engine_name, self.model = engine.name, engine.description
+            self.config_loaded_at = time.time()
+            assert self.capture is not None and self.journal is not None
+            self.capture.set_options(plan.config.segmenter)
+            self.journal.rotation = plan.config.journal.rotation()
+            for part in plan.needs_restart:
+                log.warning("%s changed in the config file: applies when the daemon restarts", part)
+            log.info(
+                "configuration reloaded from %s%s",
+                plan.config.source_file or "defaults (no config file)",
+                " (engine reloaded)" if plan.engine_changed else "",
+            )
+            self._publish(self.status_body(detail="configuration reloaded"))
+            return True
 
     def set_language(self, language: str) -> None:
         """Switch the language of the utterances that end from now on (checked by the caller)."""
@@ -232,13 +299,18 @@ class Daemon:
 
     def status_body(self, heartbeat: bool = False, detail: str | None = None) -> StatusBody:
         """The one place a status body is made: events and the `status` reply say the same."""
+        source = self._source
         return StatusBody(
             state=self.state,
             heartbeat=heartbeat,
             detail=detail,
             engine=self.engine_name,
+            model=self.model,
             language=self.language,
-            source=self._source.description if self._source else None,
+            source=source.description if source else None,
+            device=source.device if source else None,
+            device_state=source.device_state if source else None,
+            overflows=source.overflows if source and source.device else None,
             lag_s=round(self.worker.lag_s(), 3),
             uptime_s=round(time.time() - self.started_at, 1),
             utterances=self._utterances,
@@ -256,6 +328,14 @@ class Daemon:
             self._publish(self.status_body(heartbeat=True))
 
     # -- the data flow ---------------------------------------------------------------------
+
+    def _on_device_state(self, state: str, detail: str | None) -> None:
+        """The source's device went away, came back, or was released by a pause."""
+        if state == "lost" and self.capture is not None:
+            self.capture.end_utterance()  # what was said before the loss is transcribed now
+        log.info("audio device %s%s", state, f": {detail}" if detail else "")
+        if self.publisher is not None:
+            self._publish(self.status_body(detail=detail))
 
     def _new_id(self) -> str:
         self._ids += 1

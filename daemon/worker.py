@@ -77,6 +77,31 @@ class Worker:
         self.engine = await self.call(load)
         return self.engine
 
+    async def reload(self, load_engine: Callable[[], Engine], language: str) -> tuple[Engine, str]:
+        """Swap in a new engine (a reloaded config) and check `language` against it.
+
+        Loaded on the inference thread, so it waits for the utterance being transcribed and the
+        next one waits for it: the swap falls between utterances. The old engine is closed there
+        once the new one is warm; if loading or the language check fails, the old one stays.
+        """
+
+        def swap() -> tuple[Engine, str]:
+            engine = load_engine()
+            try:
+                checked = engine.check_language(language)
+                engine.warmup()
+            except BaseException:
+                engine.close()
+                raise
+            old, self.engine = self.engine, engine
+            if old is not None:
+                old.close()
+            return engine, checked
+
+        result = await self.call(swap)
+        self._load_engine = load_engine
+        return result
+
     async def submit(self, job: Job) -> None:
         """Queue a job, waiting for room if the engine is behind (never drops)."""
         if self._queue.full():

@@ -29,13 +29,18 @@ BuildDeviceList) when no PCM named `default` or `dmix` exists, so `write_config`
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 TESTS_DIR = Path(__file__).resolve().parent
 RESULT_MARK = "ALSA-SCENARIO-RESULT "
@@ -91,7 +96,9 @@ def write_config(path: Path, pcms: list[Pcm], default: str) -> Path:
 
 
 def portaudio_missing_reason() -> str | None:
-    """Why PortAudio tests cannot run here, or None when they can."""
+    """Why PortAudio tests on ALSA devices cannot run here, or None when they can."""
+    if not sys.platform.startswith("linux"):
+        return f"ALSA devices defined per process (ALSA_CONFIG_PATH) need Linux, not {sys.platform}"
     if ctypes.util.find_library("portaudio") is None:
         return "PortAudio library not found (apt install libportaudio2)"
     return None
@@ -109,7 +116,9 @@ def run_scenario(
     if config is not None:
         env["ALSA_CONFIG_PATH"] = str(config)
     code = (
-        "import json, sys\n"
+        "import faulthandler, json, sys\n"
+        # a scenario that hangs shows every thread's stack in the failure, not just a timeout
+        f"faulthandler.dump_traceback_later({max(1.0, timeout - 5.0)}, exit=True)\n"
         f"sys.path.insert(0, {str(TESTS_DIR.parent)!r})\n"  # the repo: `tests.` modules import
         f"from {module} import {function} as scenario\n"
         "result = scenario(**json.loads(sys.argv[1]))\n"
@@ -131,3 +140,55 @@ def run_scenario(
     result = json.loads(results[-1][len(RESULT_MARK) :])
     result["stderr"] = proc.stderr
     return result
+
+
+class FifoMicrophone:
+    """What a `fifo_capture` device hears: room silence in real time, and speech when told.
+
+    `say(pcm)` queues speech (written as fast as the pipe takes it); `then_mute=True` stops all
+    writing after it, so the device stalls with the utterance still open. Writes never block the
+    test: a full pipe drops room silence (as a real device overflows) and delays speech.
+    """
+
+    CHUNK = 1600  # 100 ms
+
+    def __init__(self, fifo: Path):
+        self.fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer before PortAudio opens it
+        self._speech: list[np.ndarray] = []
+        self._lock = threading.Lock()
+        self.muted = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def say(self, pcm: np.ndarray, then_mute: bool = False) -> None:
+        with self._lock:
+            self._speech.append(pcm.astype("<i2"))
+            if then_mute:
+                self._speech.append(None)
+
+    def _write(self, data: bytes) -> None:
+        while data and not self._stop.is_set():
+            try:
+                data = data[os.write(self.fd, data) :]
+            except BlockingIOError:  # nobody reads (the service is restarting): wait
+                time.sleep(0.05)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                item = self._speech.pop(0) if self._speech else False
+            if item is None:
+                self.muted.set()
+            elif item is not False:
+                self._write(item.tobytes())
+            elif not self.muted.is_set():
+                # a full pipe drops room silence, as a real device overflows
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self.fd, np.zeros(self.CHUNK, "<i2").tobytes())
+            time.sleep(self.CHUNK / 16000)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        os.close(self.fd)

@@ -69,6 +69,9 @@ def test_default_config_file_location_is_read(isolated_env):
         ('[log]\nlevel = "loud"\n', "log.level"),
         ('[transport]\npub = "tcp://127.0.0.1:1"\n', "transport.pub"),
         ("[engine\n", "not valid TOML"),
+        ("[journal]\nrotate_mb = -1\n", "journal.rotate_mb"),
+        ('[journal]\nrotate_days = "weekly"\n', "journal.rotate_days"),
+        ("[journal]\nkeep = 2.5\n", "journal.keep"),
     ],
 )
 def test_bad_config_exits_2_naming_the_key(tmp_path, isolated_env, toml, named):
@@ -79,6 +82,15 @@ def test_bad_config_exits_2_naming_the_key(tmp_path, isolated_env, toml, named):
     assert result.returncode == 2, result.stderr
     assert named in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_journal_rotation_from_the_config_file(tmp_path, isolated_env):
+    path = write(tmp_path / "c.toml", "[journal]\nrotate_mb = 0.5\nrotate_days = 0\nkeep = 3\n")
+    rotation = load_config(path).journal.rotation()
+    assert (rotation.max_bytes, rotation.max_age_s, rotation.keep) == (524288, 0.0, 3)
+    default = load_config().journal.rotation()
+    assert default.max_bytes == 16 * 1024 * 1024 and default.max_age_s == 30 * 86400
+    assert default.keep == 0  # rotated files are kept unless the user says otherwise
 
 
 def test_bad_endpoint_on_the_command_line_exits_2(isolated_env):

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 
-from dictated.journal import Journal
+from dictated.journal import Journal, Rotation
 from dictated.protocol import make_event
+from tests.daemon_proc import start_daemon
+from tests.speech import SENTENCES, compose
 
 
 def test_append_since_and_restart_continue_seq(tmp_path):
@@ -54,3 +58,131 @@ def test_history_across_many_chunks_matches_a_plain_read(tmp_path):
     assert [e.seq for e in reopened.since(0)[0]] == plain
     assert [e.seq for e in reopened.since(1500)[0]] == [s for s in plain if s > 1500]
     assert [e.seq for e in reopened.since(0, limit=5)[0]] == plain[:5]
+
+
+def _plain_seqs(journal: Journal) -> list[int]:
+    """Every event's seq, reading the journal's files front to back (oldest file first)."""
+    return [
+        json.loads(line)["event"]["seq"]
+        for path in journal.files()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+
+
+def test_rotation_by_size_keeps_history_whole_across_files(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path, Rotation(max_bytes=2000))
+    seqs = list(range(10, 1210, 7))  # gaps in seq, as when vad/status events are not journaled
+    for seq in seqs:
+        journal.append(make_event("transcript", seq, {"text": "word " * (seq % 40)}))
+    files = journal.files()
+    assert len(files) > 10 and files[-1] == path
+    assert all(p.stat().st_size < 2000 + 400 for p in files)  # rotated once past the limit
+    # each rotated file is named after its last seq, and the names sort like the contents
+    assert [int(p.name.split(".")[1]) for p in files[:-1]] == sorted(
+        json.loads(p.read_text().splitlines()[-1])["event"]["seq"] for p in files[:-1]
+    )
+    assert _plain_seqs(journal) == seqs  # no gap, no duplicate over the files
+    journal.close()
+    reopened = Journal(path, Rotation(max_bytes=2000))
+    assert reopened.last_seq == seqs[-1]
+    for since in [0, *seqs]:  # every rotation boundary included
+        assert [e.seq for e in reopened.since(since)[0]] == [s for s in seqs if s > since]
+    boundary = int(files[0].name.split(".")[1])  # the last seq of the first rotated file
+    page, more = reopened.since(boundary - 8, limit=3)
+    assert [e.seq for e in page] == [s for s in seqs if s > boundary - 8][:3] and more
+
+
+def test_rotation_right_after_a_rotation_restarts_on_the_right_seq(tmp_path):
+    """An empty current file (just rotated, or removed by a crash) takes seq from the rotated one."""
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path, Rotation(max_bytes=1))  # every event ends its file
+    for seq in (1, 2, 3):
+        journal.append(make_event("error", seq, {"message": f"e{seq}"}))
+    journal.close()
+    assert path.stat().st_size == 0 and [p.name for p in journal.files()] == [
+        "journal.1.jsonl",
+        "journal.2.jsonl",
+        "journal.3.jsonl",
+        "journal.jsonl",
+    ]
+    path.unlink()
+    reopened = Journal(path)
+    assert reopened.last_seq == 3 and reopened.rotate() is None  # nothing to retire
+    reopened.append(make_event("transcript", 4, {"text": "after"}))
+    assert [e.seq for e in reopened.since(0)[0]] == [1, 2, 3, 4]
+
+
+def test_rotation_by_age_of_the_first_event_and_retention(tmp_path):
+    now = [1_000_000.0]
+    path = tmp_path / "journal.jsonl"
+    rotation = Rotation(max_age_s=86400.0, keep=1)
+    journal = Journal(path, rotation, clock=lambda: now[0])
+    for seq in range(1, 9):  # one event every 10 hours: a file is 24 h old at every third event
+        journal.append(make_event("transcript", seq, {"text": f"t{seq}"}))
+        now[0] += 10 * 3600
+    # files 1-3 and 4-6 were retired; keep = 1 removed the older one
+    assert [p.name for p in journal.files()] == ["journal.6.jsonl", "journal.jsonl"]
+    assert [e.seq for e in journal.since(0)[0]] == [4, 5, 6, 7, 8] == _plain_seqs(journal)
+    journal.close()
+    # the age survives a restart: it is read from the first line's time (event 7, 25 h ago)
+    reopened = Journal(path, rotation, clock=lambda: now[0])
+    now[0] += 5 * 3600
+    reopened.append(make_event("transcript", 9, {"text": "t9"}))
+    assert [p.name for p in reopened.files()] == ["journal.8.jsonl", "journal.jsonl"]
+    assert [e.seq for e in reopened.since(6)[0]] == [7, 8, 9]
+
+
+def test_daemon_history_across_rotated_files_has_no_gap_and_no_duplicate(isolated_env, tmp_path):
+    """The real daemon rotating after every event: `history` (what --since uses) spans the files."""
+    config = tmp_path / "config.toml"
+    config.write_text("[journal]\nrotate_mb = 0.0005\n")  # ~520 bytes: each transcript ends a file
+    journal = tmp_path / "j" / "journal.jsonl"
+    signal = compose(SENTENCES[:4], 1.0)
+    daemon = start_daemon(
+        isolated_env,
+        "--config", str(config),
+        "--source", "-",
+        "--engine", "whisper",
+        "--journal", str(journal),
+        "--linger", "0",
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        daemon.wait_ready()
+        daemon.feed(signal.pcm.astype("<i2").tobytes())
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if len(daemon.control.request("history", since=0)["events"]) == 4:
+                break
+            time.sleep(0.3)
+        on_disk = [
+            json.loads(line)["event"]
+            for path in sorted(journal.parent.glob("journal.*.jsonl"), key=_seq_of) + [journal]
+            for line in path.read_text(encoding="utf-8").splitlines()
+        ]
+        assert len(list(journal.parent.glob("journal.*.jsonl"))) >= 3
+        seqs = [e["seq"] for e in on_disk]
+        assert len(seqs) == 4 and seqs == sorted(set(seqs))
+        for since in [0, *seqs]:
+            reply = daemon.control.request("history", since=since)
+            assert [e["event"]["seq"] for e in reply["events"]] == [s for s in seqs if s > since]
+        paged, since = [], 0
+        while True:  # one event per page: every page crosses into another file
+            reply = daemon.control.request("history", since=since, limit=1)
+            paged += [e["event"] for e in reply["events"]]
+            if not reply["more"]:
+                break
+            since = paged[-1]["seq"]
+        assert paged == on_disk
+        texts = " ".join(e["text"].lower() for e in on_disk)
+        assert "train" in texts and "library" in texts
+        daemon.proc.stdin.close()
+        assert daemon.proc.wait(60) == 0
+    finally:
+        daemon.stop()
+
+
+def _seq_of(path) -> int:
+    return int(path.name.split(".")[1])

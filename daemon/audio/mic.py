@@ -1,19 +1,18 @@
 """Microphone capture through PortAudio (sounddevice), delivered as 16 kHz mono int16 blocks.
 
-Threads: PortAudio calls the stream callback on its own thread. That callback only copies the
-bytes, stamps their capture time and hands them to the event loop with `call_soon_threadsafe`:
-no locks, no logging, no resampling, so it can never stall the audio thread. Everything else
-(status flags, the all-zero check, resampling, stall detection) runs on the loop as blocks are
-consumed.
+The PortAudio thread's side lives in mic_stream.py (it only copies bytes and hands them over).
+Everything else runs on the loop as blocks are consumed: status flags, the all-zero check,
+resampling, stall detection, and recovery.
 
-Devices that cannot capture at 16 kHz are opened at their native rate and resampled with soxr's
-streaming resampler, whose state carries across blocks (no clicks at block edges).
-
-A device that vanishes surfaces as `AudioDeviceLost` from `blocks()`. Opening and closing live in
-`_open_stream()` / `_close_stream()` only, so automatic reconnection (later work) is a loop around
-that pair inside `blocks()`. Note for that work: PortAudio enumerates devices once, at
-initialisation; seeing a re-plugged device needs PortAudio re-initialised (sounddevice's
-`_terminate()` / `_initialize()`) while no stream is open.
+Recovery: a device that vanishes (PortAudio ends the stream) or stalls (no callback for
+`stall_timeout_s`) is reported through `on_device_state("lost", why)`; what it captured before
+is still delivered. With `reconnect` the source then re-initialises PortAudio -- it enumerates
+devices only at initialisation, so a re-plugged headset is invisible without it -- and reopens
+with backoff: the same device (found again by name, its index may have changed) or, when none is
+pinned, whatever is the system default by then; `on_device_state("ok")` says it is back.
+`suspend()` closes the stream (the OS microphone indicator goes off) until `resume()`.
+The first block after a gap carries its length (`Block.gap_s`), so stream time stays the
+capture timeline.
 """
 
 from __future__ import annotations
@@ -24,51 +23,41 @@ import logging
 import math
 import platform
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import AudioError
 from .devices import InputDevice, device_info, import_sounddevice, resolve_device
-from .format import FRAME_MS, SAMPLE_RATE
+from .format import SAMPLE_RATE
+from .mic_stream import BLOCK_MS, FINISHED, IDLE_BLOCK_MS, Captured, InputStream, closes_pending
 from .source import AudioSource, Block
+
+__all__ = ["BLOCK_MS", "AudioDeviceLost", "MicSource", "all_zero_message"]
 
 log = logging.getLogger(__name__)
 
 STALL_TIMEOUT_S = 5.0  # no block for this long from a started stream: the device is gone
-STARTUP_GRACE_S = 3.0  # extra wait for the first block (Bluetooth and USB devices start slowly)
+STARTUP_GRACE_S = 3.0  # extra wait for a stream's first block (Bluetooth and USB start slowly)
 CLOSE_TIMEOUT_S = 2.0  # a device whose driver hangs is abandoned after this, not waited for
 ALL_ZERO_WARNING_S = 3.0  # this much exact digital silence almost always means "access denied"
 STATUS_LOG_INTERVAL_S = 10.0  # at most one overflow warning per interval, with counts
-FALLBACK_RATES = (48_000, 44_100)  # tried after 16 kHz and the device's own default rate
-# Four VAD frames per PortAudio callback: the daemon's idle CPU is almost all event-loop wakeups
-# (bench/bench_idle_cpu.py), so a quarter of the wakeups of one frame per callback, for at most
-# 90 ms later end-of-speech detection next to a 600 ms hangover.
-BLOCK_MS = 4 * FRAME_MS
+RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 3.0, 5.0)  # between attempts to reopen; the last repeats
+
+_SUSPENDED = object()  # queued by suspend(): the stream was closed on purpose
 
 
 class AudioDeviceLost(AudioError):
     """The capture stream died or stopped delivering audio (unplugged, driver failure, stall)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Captured:
-    """What the PortAudio thread hands to the loop: raw bytes, capture time, status flags."""
-
-    data: bytes
-    captured_at: float  # epoch seconds of the last sample
-    status: Any  # sounddevice.CallbackFlags (fresh object per callback)
-
-
-_FINISHED = object()  # queued by PortAudio's finished callback: the stream has ended
+DeviceStateListener = Callable[[str, "str | None"], None]
 
 
 class MicSource(AudioSource):
-    """A PortAudio input device as an AudioSource (16 kHz mono int16 blocks of ~30 ms)."""
+    """A PortAudio input device as an AudioSource (16 kHz mono int16 blocks)."""
 
     realtime = True
 
@@ -80,55 +69,137 @@ class MicSource(AudioSource):
         stall_timeout_s: float = STALL_TIMEOUT_S,
         close_timeout_s: float = CLOSE_TIMEOUT_S,
         all_zero_warning_s: float = ALL_ZERO_WARNING_S,
+        reconnect: bool = False,
+        idle_block_ms: int | None = None,
+        backoff_s: tuple[float, ...] = RECONNECT_BACKOFF_S,
     ):
         """Resolve the device now (a bad name fails before the daemon starts); open it in blocks().
 
         `device`: name substring, index, or None for the system default input.
         `samplerate`: open the device at exactly this rate (resampled to 16 kHz) instead of
-        trying 16 kHz first — for devices that accept 16 kHz but capture it badly.
+        trying 16 kHz first -- for devices that accept 16 kHz but capture it badly.
+        `reconnect`: survive a lost device (the daemon) instead of raising AudioDeviceLost
+        (a one-shot probe such as `doctor`).
+        `idle_block_ms`: while idle, audio reaches the loop this much at a time (default 480 ms;
+        BLOCK_MS hands over every PortAudio block, as before idle batching).
         """
         self._sd = import_sounddevice()
         self._device_spec = device  # kept: a reconnect re-resolves it (indices change on re-plug)
         self._device: InputDevice = device_info(resolve_device(device))
+        self._pinned_name = self._device.name if device is not None else None
         self._forced_rate = samplerate
         self._stall_timeout_s = stall_timeout_s
         self._close_timeout_s = close_timeout_s
         self._all_zero_warning_s = all_zero_warning_s
+        self._reconnect = reconnect
+        self._idle_batch = max(1, (idle_block_ms or IDLE_BLOCK_MS) // BLOCK_MS)
+        self._backoff = backoff_s
         self.description = f"mic:{self._device.name}"
+        self.device = self._device.name
+        self.device_state: str | None = None  # ok | lost | closed
+        self.on_device_state: DeviceStateListener | None = None
         self.device_rate: int | None = None  # the rate the open stream captures at
         self.overflows = 0  # input overflows (lost samples) since this source was created
-        self._stream = None
-        self._queue: asyncio.Queue | None = None
+        self._stream: InputStream | None = None
         self._resampler = None
         self._closing = False
+        self._suspended = False
+        self._resumed = asyncio.Event()  # set by resume() (and aclose())
+        self._interrupt = asyncio.Event()  # cuts a reconnect back-off short (suspend, aclose)
+        self._idle = True
+        self._last_end: float | None = None  # capture time of the last sample delivered
+        self._gap_from: float | None = None  # capture time at which the current gap began
         self._reset_stream_counters()
+
+    # ---- what the daemon drives ----------------------------------------------------------------
+
+    def set_idle(self, idle: bool) -> None:
+        """Idle (no utterance under way): fewer, larger hand-offs. Not idle: every block at once."""
+        self._idle = idle
+        if self._stream is not None:
+            self._stream.handoff.idle = idle
+
+    async def suspend(self) -> None:
+        """Close the stream (the device is released) until resume(); what it captured is kept."""
+        if self._suspended:
+            return
+        self._suspended = True
+        self._resumed.clear()
+        self._interrupt.set()
+        await self._stop_stream(_SUSPENDED)
+        self._set_state("closed", "paused: the microphone is released")
+
+    async def resume(self) -> None:
+        self._suspended = False
+        self._resumed.set()
+
+    async def aclose(self) -> None:
+        self._closing = True
+        self._resumed.set()
+        self._interrupt.set()
+        await self._stop_stream(FINISHED)
 
     # ---- the loop side -------------------------------------------------------------------------
 
     async def blocks(self) -> AsyncIterator[Block]:
         self._closing = False
-        self._open_stream(asyncio.get_running_loop())
+        self._open_stream()  # the first open fails loudly: a device that never worked is an error
         try:
-            first = True
-            while True:
-                item = await self._next_item(first)
-                first = False
-                if item is _FINISHED:
-                    if self._closing:
-                        return
-                    raise self._lost("PortAudio ended the stream (unplugged, or its driver failed)")
-                block = self._process(item)
-                if block is not None:
-                    yield block
+            while not self._closing:
+                if self._stream is None:
+                    if self._suspended:
+                        self._set_state("closed", "paused: the microphone is released")
+                        await self._resumed.wait()
+                    else:
+                        await self._reopen()
+                    continue
+                try:
+                    async for block in self._stream_blocks():
+                        if self.device_state != "ok":
+                            if self.device_state == "lost":
+                                log.info("audio device %r is back", self._device.name)
+                            self._set_state("ok")
+                        yield block
+                except AudioDeviceLost as exc:
+                    if not self._reconnect:
+                        raise
+                    if self.device_state != "lost":
+                        log.warning("%s; reopening it when it is back", exc)
+                    else:
+                        log.debug("%s", exc)
+                    # said first: the daemon ends the utterance under way at once, even if the
+                    # driver now takes its time to let go of the stream
+                    self._set_state("lost", str(exc))
+                    for block in await self._close_for_good():
+                        yield block
+                    self._mark_gap()
+                else:  # suspended or closing: the stream is closed already
+                    for block in self._drain_leftovers():
+                        yield block
+                    self._mark_gap()
         finally:
-            await self._close_stream()
+            await self._close_for_good()
 
-    async def aclose(self) -> None:
-        self._closing = True
-        await self._close_stream()
+    async def _stream_blocks(self) -> AsyncIterator[Block]:
+        """One stream's blocks until it is suspended or closed (returns) or lost (raises)."""
+        stream = self._stream
+        assert stream is not None
+        first = True
+        while True:
+            item = await self._next_item(stream, first)
+            first = False
+            if item is FINISHED:
+                if self._closing:
+                    return
+                raise self._lost("PortAudio ended the stream (unplugged, or its driver failed)")
+            if item is _SUSPENDED:
+                return
+            block = self._process(item)
+            if block is not None:
+                yield block
 
-    async def _next_item(self, first: bool) -> _Captured | object:
-        queue = self._queue
+    async def _next_item(self, stream: InputStream, first: bool) -> list[Captured] | object:
+        queue = stream.handoff.queue
         if not queue.empty():
             return queue.get_nowait()
         timeout = self._stall_timeout_s + (STARTUP_GRACE_S if first else 0.0)
@@ -137,28 +208,37 @@ class MicSource(AudioSource):
                 return await queue.get()
         except TimeoutError:
             if self._closing:  # aclose() from another task; the stream may end without a word
-                return _FINISHED
-            stream = self._stream
-            state = (
-                "is no longer active" if stream is None or not stream.active else "is still open"
-            )
+                return FINISHED
+            state = "is still open" if stream.active else "is no longer active"
             raise self._lost(f"no audio for {timeout:.1f} s although the stream {state}") from None
 
-    def _process(self, item: _Captured) -> Block | None:
-        if item.status:
-            self._note_status(item.status)
-        pcm = np.frombuffer(item.data, dtype="<i2")
-        self._watch_all_zero(pcm)
-        if self._resampler is None:
-            return Block(pcm.astype(np.int16), item.captured_at)
-        self._in_samples += len(pcm)
-        out = self._resampler.resample_chunk(pcm)
-        self._out_samples += len(out)
-        if not len(out):
+    def _process(self, batch: list[Captured]) -> Block | None:
+        if not batch:
             return None
-        # the resampler holds back a few ms: date the output's last sample, not the input's
-        held_back_s = self._in_samples / self.device_rate - self._out_samples / SAMPLE_RATE
-        return Block(out.astype(np.int16, copy=False), item.captured_at - max(0.0, held_back_s))
+        for item in batch:
+            if item.status:
+                self._note_status(item.status)
+        data = batch[0].data if len(batch) == 1 else b"".join(item.data for item in batch)
+        pcm = np.frombuffer(data, dtype="<i2")
+        self._watch_all_zero(pcm)
+        captured_at = batch[-1].captured_at
+        if self._resampler is None:
+            out, at = pcm.astype(np.int16), captured_at
+        else:
+            self._in_samples += len(pcm)
+            out = self._resampler.resample_chunk(pcm)
+            self._out_samples += len(out)
+            if not len(out):
+                return None
+            # the resampler holds back a few ms: date the output's last sample, not the input's
+            held_back_s = self._in_samples / self.device_rate - self._out_samples / SAMPLE_RATE
+            out, at = out.astype(np.int16, copy=False), captured_at - max(0.0, held_back_s)
+        gap_s = 0.0
+        if self._gap_from is not None:
+            gap_s = max(0.0, at - len(out) / SAMPLE_RATE - self._gap_from)
+            self._gap_from = None
+        self._last_end = at
+        return Block(out, at, gap_s)
 
     def _note_status(self, status: Any) -> None:
         if status.input_overflow:
@@ -194,86 +274,132 @@ class MicSource(AudioSource):
     def _lost(self, reason: str) -> AudioDeviceLost:
         return AudioDeviceLost(f"audio device {self._device.name!r} vanished/stopped: {reason}")
 
-    # ---- opening and closing (the one place reconnection will wrap) ----------------------------
+    def _set_state(self, state: str, detail: str | None = None) -> None:
+        if state == self.device_state:
+            return
+        self.device_state = state
+        if self.on_device_state is not None:
+            self.on_device_state(state, detail)
 
-    def _open_stream(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _mark_gap(self) -> None:
+        """Audio stops here; the next block says how long it was away."""
+        if self._gap_from is None and self._last_end is not None:
+            self._gap_from = self._last_end
+
+    # ---- opening, closing, reopening -----------------------------------------------------------
+
+    def _open_stream(self) -> None:
         """Open and start the device at 16 kHz, else at a rate it supports (then resample)."""
-        sd = self._sd
-        if self._forced_rate:
-            rates = [int(self._forced_rate)]
-        else:
-            native = int(round(self._device.default_samplerate))
-            rates = list(dict.fromkeys([SAMPLE_RATE, native, *FALLBACK_RATES]))
-        queue: asyncio.Queue = asyncio.Queue()
-        failures = []
-        for rate in rates:
-            try:
-                stream = sd.RawInputStream(
-                    device=self._device.index,
-                    samplerate=rate,
-                    channels=1,
-                    dtype="int16",
-                    blocksize=rate * BLOCK_MS // 1000,
-                    callback=_make_callback(sd, loop, queue, rate),
-                    finished_callback=_make_finished_callback(loop, queue),
-                )
-            except (sd.PortAudioError, ValueError) as exc:
-                log.debug("audio device %r refused %d Hz: %s", self._device.name, rate, exc)
-                failures.append(f"{rate} Hz: {exc}")
-                continue
-            break
-        else:
-            raise AudioError(
-                f"cannot open audio device {self._device.name!r} for capture: "
-                + "; ".join(failures)
-            )
-        try:
-            stream.start()
-        except sd.PortAudioError as exc:
-            stream.close()
-            raise AudioError(f"cannot start audio device {self._device.name!r}: {exc}") from exc
-        self._stream, self._queue, self.device_rate = stream, queue, rate
+        stream = InputStream(
+            self._sd,
+            self._device,
+            asyncio.get_running_loop(),
+            forced_rate=self._forced_rate,
+            idle_batch=self._idle_batch,
+            idle=self._idle,
+        )
+        self._stream, self.device_rate = stream, stream.rate
         self._resampler = None
-        if rate != SAMPLE_RATE:
+        if stream.rate != SAMPLE_RATE:
             import soxr
 
-            self._resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="int16", quality="HQ")
+            self._resampler = soxr.ResampleStream(
+                stream.rate, SAMPLE_RATE, 1, dtype="int16", quality="HQ"
+            )
         self._reset_stream_counters()
         log.info(
             "microphone %r (%s) capturing at %d Hz%s",
             self._device.name,
             self._device.hostapi,
-            rate,
-            "" if rate == SAMPLE_RATE else f", resampled to {SAMPLE_RATE} Hz",
+            stream.rate,
+            "" if stream.rate == SAMPLE_RATE else f", resampled to {SAMPLE_RATE} Hz",
         )
 
-    async def _close_stream(self) -> None:
-        """Stop and release the device off the loop; a driver that hangs is abandoned after
-        close_timeout_s (on a daemon thread of its own, which exit does not wait for)."""
-        stream, self._stream = self._stream, None
+    async def _reopen(self) -> None:
+        """Until a stream is open again (or the source is suspended or closed): re-initialise
+        PortAudio so devices plugged in meanwhile are seen, find the device, open it; back off."""
+        attempt = 0
+        while not self._closing and not self._suspended:
+            try:
+                self._reinitialise()
+                self._device = device_info(resolve_device(self._reopen_spec()))
+                self._open_stream()
+            except AudioError as exc:
+                (log.info if attempt == 0 else log.debug)("audio device not back yet: %s", exc)
+                delay = self._backoff[min(attempt, len(self._backoff) - 1)]
+                attempt += 1
+                self._interrupt.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._interrupt.wait(), delay)
+                continue
+            self.device = self._device.name
+            self.description = f"mic:{self._device.name}"
+            return
+
+    def _reopen_spec(self) -> str | int | None:
+        """The pinned device by its name (its index may differ after re-plugging), else the
+        system default as it is now."""
+        return self._pinned_name
+
+    def _reinitialise(self) -> None:
+        """Pa_Terminate + Pa_Initialize: PortAudio lists devices only when it initialises. Not while
+        a stream is still closing (a driver stuck in a read): the device list stays as it was."""
+        if closes_pending():
+            log.debug("not re-initialising PortAudio: a stream is still closing")
+            return
+        try:
+            self._sd._terminate()
+            self._sd._initialize()
+        except self._sd.PortAudioError as exc:
+            raise AudioError(f"cannot re-initialise PortAudio: {exc}") from exc
+
+    async def _stop_stream(self, marker: object) -> None:
+        """Close the stream from outside blocks(); what it captured is queued ahead of `marker`."""
+        stream = self._stream
         if stream is None:
             return
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
+        closed = await stream.close(self._close_timeout_s)
+        if not closed:
+            self._abandoned(stream)
+        if self._stream is stream:
+            queue = stream.handoff.queue
+            if closed:
+                queue.put_nowait(stream.handoff.leftover())
+            queue.put_nowait(marker)
 
-        def close() -> None:
-            try:
-                stream.abort()  # not stop(): nothing to drain on input; stop() waits for buffers
-                stream.close()
-            finally:
-                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits now
-                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+    async def _close_for_good(self) -> list[Block]:
+        """Close the current stream; its not yet handed over audio, as blocks."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return []
+        if not await stream.close(self._close_timeout_s):
+            self._abandoned(stream)
+            return []
+        return self._blocks_of([stream.handoff.leftover(), *_drain(stream.handoff.queue)])
 
-        threading.Thread(target=close, name="dictated-mic-close", daemon=True).start()
-        try:
-            await asyncio.wait_for(done, self._close_timeout_s)
-        except TimeoutError:
-            self.driver_stuck = True
-            log.warning(
-                "audio device %r did not stop within %.1f s; abandoning its stream",
-                self._device.name,
-                self._close_timeout_s,
-            )
+    def _drain_leftovers(self) -> list[Block]:
+        """After suspend/aclose: the stream is closed; hand on what was queued, drop the stream."""
+        stream, self._stream = self._stream, None
+        return self._blocks_of(_drain(stream.handoff.queue)) if stream is not None else []
+
+    def _blocks_of(self, items: list) -> list[Block]:
+        blocks = []
+        for item in items:
+            if isinstance(item, list) and (block := self._process(item)) is not None:
+                blocks.append(block)
+        return blocks
+
+    def _abandoned(self, stream: InputStream) -> None:
+        log.warning(
+            "audio device %r did not stop within %.1f s; abandoning its stream",
+            stream.device.name,
+            self._close_timeout_s,
+        )
+
+    @property
+    def driver_stuck(self) -> bool:  # type: ignore[override]
+        """A stream abandoned in a hung driver that has still not let go."""
+        return closes_pending()
 
     def _reset_stream_counters(self) -> None:
         self._zero_run = 0
@@ -283,36 +409,11 @@ class MicSource(AudioSource):
         self._last_status_log = -math.inf
 
 
-# ---- the PortAudio thread side -----------------------------------------------------------------
-
-
-def _make_callback(
-    sd: Any, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, rate: int
-) -> Callable:
-    """The stream callback, bound to one stream's loop and queue (a reopened stream gets a new one)."""
-
-    def callback(indata: Any, frames: int, time_info: Any, status: Any) -> None:
-        now = time.time()
-        captured_at = now
-        adc, current = time_info.inputBufferAdcTime, time_info.currentTime
-        if adc > 0 and 0.0 <= current - adc < 1.0:  # some host APIs report 0 or nonsense
-            captured_at = min(now, now - (current - adc) + frames / rate)
-        try:
-            loop.call_soon_threadsafe(
-                queue.put_nowait, _Captured(bytes(indata), captured_at, status)
-            )
-        except RuntimeError:  # the loop is closed: nobody will ever read this stream again
-            raise sd.CallbackAbort from None
-
-    return callback
-
-
-def _make_finished_callback(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> Callable:
-    def finished() -> None:
-        with contextlib.suppress(RuntimeError):  # RuntimeError: the loop is closed (shutdown)
-            loop.call_soon_threadsafe(queue.put_nowait, _FINISHED)
-
-    return finished
+def _drain(queue: asyncio.Queue) -> list:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
 
 
 def all_zero_message(device: str, seconds: float) -> str:

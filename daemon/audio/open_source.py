@@ -13,7 +13,11 @@ from .source import AudioSource, FileSource, StdinSource
 
 
 def open_source(
-    spec: str, *, realtime: bool = False, device: str | int | None = None
+    spec: str,
+    *,
+    realtime: bool = False,
+    device: str | int | None = None,
+    idle_block_ms: int | None = None,
 ) -> AudioSource:
     """`mic`, `file:PATH` or `-` -> an AudioSource. Raises AudioError for anything else."""
     if spec == "-":
@@ -23,5 +27,6 @@ def open_source(
     if spec == "mic":
         from .mic import MicSource  # sounddevice needs PortAudio: import only when used
 
-        return MicSource(device=device)
+        # the daemon's microphone survives a lost device (doctor's one-shot probe does not)
+        return MicSource(device=device, reconnect=True, idle_block_ms=idle_block_ms)
     raise AudioError(f"source: unknown audio source {spec!r}; use mic, file:PATH or - (stdin)")

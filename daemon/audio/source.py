@@ -1,9 +1,10 @@
 """Audio sources behind one interface: each yields 16 kHz mono int16 blocks with capture times.
 
 The source is the one place that knows about devices, files and pacing, so recovery from a
-vanished device (later work) has a single home. The interface and the file and stdin sources are
-here; the microphone is `mic.py`, and `open_source.py` picks one from the config's spec (this
-module imports neither, so `mic.py` can build on it without an import cycle).
+vanished device lives there (mic.py: the daemon only hears of it through `on_device_state`).
+The interface and the file and stdin sources are here; the microphone is `mic.py`, and
+`open_source.py` picks one from the config's spec (this module imports neither, so `mic.py` can
+build on it without an import cycle).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,9 @@ class Block:
 
     pcm: np.ndarray  # int16, mono, 16 kHz
     captured_at: float
+    #: seconds not captured just before this block (the device was closed or lost): stream time
+    #: for a live source is the capture timeline, so it moves on by this much
+    gap_s: float = 0.0
 
 
 class AudioSource(ABC):
@@ -39,6 +43,12 @@ class AudioSource(ABC):
     description: str = "audio"
     #: a device whose driver hung on close; the process must not wait for it at exit
     driver_stuck: bool = False
+    #: the capture device's name and state (ok | lost | closed), for sources that have one
+    device: str | None = None
+    device_state: str | None = None
+    overflows: int = 0  # blocks in which the device lost samples
+    #: called on the loop as (state, detail) whenever device_state changes
+    on_device_state: Callable[[str, str | None], None] | None = None
 
     @abstractmethod
     def blocks(self) -> AsyncIterator[Block]:
@@ -46,6 +56,16 @@ class AudioSource(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Stop capturing and release the device or file."""
+
+    def set_idle(self, idle: bool) -> None:  # noqa: B027 - optional hook
+        """Hint: nobody is speaking, so blocks may come later and larger (fewer wakeups)."""
+
+    async def suspend(self) -> None:  # noqa: B027 - optional hook
+        """Pause: release the device until resume(). Sources without one keep delivering
+        (the daemon ignores what arrives while paused; stream time still counts it)."""
+
+    async def resume(self) -> None:  # noqa: B027 - optional hook
+        """Capture again after suspend()."""
 
 
 class FileSource(AudioSource):

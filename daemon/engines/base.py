@@ -53,6 +53,7 @@ class Engine(ABC):
 
     name: ClassVar[str]
     languages: ClassVar[tuple[str, ...]]  # ISO 639-1 codes this engine accepts
+    description: str | None = None  # the loaded model, for status and logs
     default_language: ClassVar[str] = "en"
 
     @abstractmethod

@@ -93,8 +93,10 @@ class WhisperEngine(Engine):
             import faster_whisper  # noqa: F401
         except ImportError:
             return "faster-whisper is not installed"
-        if options.model is None and bundled_model_path() is None:
-            return "no bundled model"
+        try:
+            resolve_model(options.model)  # a named model that is missing, or no bundled one
+        except ModelError as exc:
+            return str(exc)
         return None
 
     def transcribe(self, pcm: np.ndarray, language: str | None = None) -> Transcript:
