@@ -26,7 +26,12 @@ import pytest
 from dictated.config import TransportOptions
 from dictated.service.spec import service_spec
 from dictated.service.systemd import SystemdUserManager
-from dictated.shutdown import DRAIN_TIMEOUT_S, SERVICE_STOP_TIMEOUT_S, STOP_CAPTURE_TIMEOUT_S
+from dictated.shutdown import (
+    DRAIN_TIMEOUT_S,
+    SERVICE_STOP_TIMEOUT_S,
+    STOP_CAPTURE_TIMEOUT_S,
+    service_stop_timeout_s,
+)
 from tests import alsa, systemd_user
 from tests.conftest import DEMO_WAV, REPO
 from tests.speech import SENTENCES, silence, synthesize
@@ -304,9 +309,8 @@ def test_systemd_service_install_status_reinstall_restart_and_stop_without_losin
                 "dictated.service", "ActiveState", "UnitFileState", "MainPID", "TimeoutStopUSec"
             )
             assert props["ActiveState"] == "active" and props["UnitFileState"] == "enabled"
-            assert (
-                props["TimeoutStopUSec"] == "1min 15s"
-            )  # SERVICE_STOP_TIMEOUT_S, as systemd reads it
+            # the stop bound for this config (linger_s = 0), as systemd itself reads it
+            assert service_stop_timeout_s(0.0) == 74 and props["TimeoutStopUSec"] == "1min 14s"
             first_pid = int(props["MainPID"])
 
             proc = dictated(env, "service", "status")
