@@ -3,7 +3,7 @@
 - The plist is parsed by plistlib (and `plutil -lint` on macOS); the systemd unit must pass
   `systemd-analyze verify --user` without a single warning (a misspelt key is only a warning there,
   so the test also shows that a broken unit does produce one).
-- install/status/restart/re-install/uninstall run against a real `systemd --user` (tests/systemd_user.py)
+- install/status/restart/re-install/uninstall run against a real `systemd --user` (tests/service/systemd_user.py)
   that starts the real daemon on a real PortAudio microphone (an ALSA pipe device, tests/alsa.py).
 - The launchd round trip needs macOS and runs in .github/workflows/macos.yml.
 """
@@ -32,8 +32,9 @@ from dictated.shutdown import (
     STOP_CAPTURE_TIMEOUT_S,
     service_stop_timeout_s,
 )
-from tests import alsa, systemd_user
+from tests import alsa
 from tests.conftest import DEMO_WAV, REPO
+from tests.service import systemd_user
 from tests.speech import SENTENCES, silence, synthesize
 
 DARWIN = sys.platform == "darwin"
