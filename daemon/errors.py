@@ -31,3 +31,7 @@ class MissingDependencyError(DictatedError):
             f"{purpose} needs {package}, which is not installed. Install it with: {install}"
         )
         self.package = package
+
+
+class RemoteError(DictatedError):
+    """No transcription server answered an utterance (or the warm-up); the message names each one."""

@@ -299,7 +299,7 @@ class Daemon:
             end=job.speech_end_wall,
             audio_s=round(u.duration_s, 3),
             latency_ms=round((now - job.speech_end_wall) * 1000, 1),
-            engine=self.engine_name,
+            engine=t.engine or self.engine_name,
             truncated=t.truncated,
             reason=u.reason,
             tokens=list(t.tokens),
@@ -360,6 +360,7 @@ class Daemon:
             "seq": self.publisher.seq,
             "endpoints": {"events": self.publisher.endpoints, "control": self.control_endpoint},
             "journal": str(self.journal.path),
+            **(self.worker.engine.status_info() if self.worker.engine else {}),
         }
 
     async def _cmd_pause(self, request: dict) -> dict:
