@@ -166,7 +166,9 @@ class TranscriptionClient:
         sock = conn.sock  # kept: the response may take it over (Connection: close)
 
         def arm() -> None:
-            sock.settimeout(_remaining(deadline, self._timeout_s))
+            left = _remaining(deadline, self._timeout_s)
+            if sock.fileno() != -1:  # -1: the response is complete and closed its socket
+                sock.settimeout(left)
 
         arm()
         conn.request("POST", self._path, body=body, headers=headers)
