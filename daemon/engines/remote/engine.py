@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -29,13 +28,21 @@ from .wav import encode_wav, probe_tone
 
 log = logging.getLogger(__name__)
 
-#: the language goes to the server as given; which ones it knows depends on the served model
-_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+#: The language goes to the server as given; which ones it knows depends on the served model. The
+#: list is Whisper's 99 (the widest model family these servers run; Cohere's 14 are among them), so
+#: a typo is caught here and a language the model lacks is refused by the server.
+_CODES = (
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw "
+    "he hi hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my "
+    "ne nl nn no oc pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt "
+    "uk ur uz vi yi yo yue zh"
+)
+LANGUAGES: tuple[str, ...] = tuple(_CODES.split())
 
 
 class RemoteEngine(Engine):
     name = "remote"
-    languages = ()  # any ISO 639 code; the server refuses the ones its model lacks
+    languages = LANGUAGES
 
     def __init__(self, options: RemoteOptions):
         self.options = options
@@ -67,11 +74,10 @@ class RemoteEngine(Engine):
         )
         return cls(remote)
 
-    def check_language(self, language: str | None) -> str:
-        lang = language or self.default_language
-        if not _LANGUAGE.match(lang):
-            raise ValueError(f"engine 'remote': {lang!r} is not an ISO 639 language code")
-        return lang
+    @classmethod
+    def unavailable_reason(cls, options: EngineOptions) -> str | None:
+        """Cheap (no network): doctor and status probe the servers with `health()`."""
+        return None if options.remote.urls else "no server configured (engine.remote.urls)"
 
     def transcribe(
         self,
