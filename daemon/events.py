@@ -26,6 +26,12 @@ class Utterance:
     start_sample: int  # stream offset of pcm[0]
     speech_end_sample: int  # stream offset just after the last voiced frame
     reason: EndReason
+    speech_start_sample: int | None = None  # detected onset, no pre-roll (None: start_sample)
+
+    @property
+    def onset_sample(self) -> int:
+        """Where the speech begins (the pre-roll before it excluded)."""
+        return self.start_sample if self.speech_start_sample is None else self.speech_start_sample
 
     @property
     def end_sample(self) -> int:
@@ -39,6 +45,7 @@ class Utterance:
 @dataclass(frozen=True)
 class SpeechStarted:
     sample: int  # stream offset where the utterance (pre-roll included) begins
+    onset_sample: int  # stream offset of the detected speech onset (no pre-roll)
 
 
 @dataclass(frozen=True)

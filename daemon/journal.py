@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from .protocol import Event, ProtocolError, event_from_body
@@ -38,13 +38,17 @@ class Journal:
         os.fsync(self._file.fileno())
         self.last_seq = max(self.last_seq, event.seq)
 
-    def since(self, seq: int, limit: int | None = None) -> tuple[list[Event], bool]:
-        """Events with seq > `seq`, oldest first: at most `limit`, and whether more follow them."""
+    def since(
+        self, seq: int, limit: int | None = None, topics: Collection[str] | None = None
+    ) -> tuple[list[Event], bool]:
+        """Events with seq > `seq` (of `topics`, when given), oldest first: at most `limit`, and
+        whether more follow them."""
         newer = []
         for event in self._newest_first():
             if event.seq <= seq:
                 break
-            newer.append(event)
+            if topics is None or event.topic in topics:
+                newer.append(event)
         newer.reverse()
         if limit is not None and len(newer) > limit:
             return newer[:limit], True

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import fields as dataclass_fields
+from enum import StrEnum
+from typing import Any, ClassVar, Self
 
 PROTOCOL_VERSION = 1
 
@@ -19,10 +22,17 @@ TOPIC_TRANSCRIPT = "transcript"
 TOPIC_VAD = "vad"
 TOPIC_STATUS = "status"
 TOPIC_ERROR = "error"
-TOPICS = (TOPIC_TRANSCRIPT, TOPIC_VAD, TOPIC_STATUS, TOPIC_ERROR)
+TOPIC_PARTIAL = "partial"
+TOPICS = (TOPIC_TRANSCRIPT, TOPIC_VAD, TOPIC_STATUS, TOPIC_ERROR, TOPIC_PARTIAL)
 
 #: topics written to the journal and served by `history` (the rest are live-only)
 JOURNALED_TOPICS = (TOPIC_TRANSCRIPT, TOPIC_ERROR)
+
+
+def topic_matches(topic: str, subscriptions: Iterable[str]) -> bool:
+    """ZeroMQ's rule: a subscription is a topic prefix ("" is everything)."""
+    return any(topic.startswith(s) for s in subscriptions)
+
 
 COMMANDS = ("status", "pause", "resume", "language", "history")
 MAX_HISTORY = 10_000  # events per history reply
@@ -44,15 +54,47 @@ class Event:
         return json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
 
 
+class Body:
+    """Base of the typed event bodies: each knows its topic and turns into the JSON fields.
+
+    Optional fields left at None are omitted (readers tolerate missing optional fields), and
+    `from_fields` ignores unknown fields, so a reader of a newer daemon keeps working.
+    """
+
+    topic: ClassVar[str]
+
+    def fields(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_fields(cls, body: dict[str, Any]) -> Self:
+        """The typed body of an event's JSON (envelope and unknown fields dropped)."""
+        known = {f.name for f in dataclass_fields(cls)}  # type: ignore[arg-type]
+        try:
+            return cls(**{k: v for k, v in body.items() if k in known})
+        except TypeError as exc:  # a required field is missing
+            raise ProtocolError(f"{cls.topic} event: {exc}") from exc
+
+
 @dataclass(frozen=True)
-class TranscriptBody:
-    """The `transcript` event's fields (besides the envelope's `v` and `seq`)."""
+class TranscriptBody(Body):
+    """The final text of one utterance.
+
+    Wall-clock times (`start`, `end`, `speech_start`) are capture times for a live source and
+    processing times for a file or stdin read faster than real time; `stream_start`/`stream_end`
+    are positions in the audio itself (seconds from the source's first sample), exact for files.
+    """
+
+    topic: ClassVar[str] = "transcript"
 
     id: str
     text: str
     language: str
     start: float  # epoch seconds, first sample of the utterance (pre-roll included)
     end: float  # epoch seconds, end of speech
+    speech_start: float  # epoch seconds, detected speech onset (no pre-roll)
+    stream_start: float  # seconds from the source's first sample to the onset (no pre-roll)
+    stream_end: float  # seconds from the source's first sample to the end of speech
     audio_s: float
     latency_ms: float  # end of speech -> publish
     engine: str
@@ -62,14 +104,112 @@ class TranscriptBody:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+VAD_EVENTS = ("speech_start", "pause", "speech_end")
+
+
+@dataclass(frozen=True)
+class VadBody(Body):
+    """Voice activity of one utterance, tied to its transcript by `id` from its first event."""
+
+    topic: ClassVar[str] = "vad"
+
+    event: str  # speech_start | pause | speech_end
+    id: str  # the utterance's id, the same its partials and transcript (or error) carry
+    time: float  # epoch seconds (speech_start: the onset, no pre-roll)
+    stream_time: float  # seconds from the source's first sample
+
+
+@dataclass(frozen=True)
+class PartialBody(Body):
+    """A provisional text of an utterance still being spoken; live-only, never journaled.
+
+    Always followed, eventually, by the `transcript` (or `error`) with the same id.
+    """
+
+    topic: ClassVar[str] = "partial"
+
+    id: str
+    text: str
+    language: str
+    stream_start: float  # the audio covered, seconds from the source's first sample
+    stream_end: float
+
+
+class State(StrEnum):
+    """The daemon's state, as `status` events and replies spell it."""
+
+    STARTING = "starting"
+    WARMING = "warming"  # loading and warming up the engine
+    READY = "ready"  # listening
+    PAUSED = "paused"  # running, audio ignored until resumed
+    STOPPED = "stopped"
+
+
+STATES = tuple(State)
+
+
+@dataclass(frozen=True)
+class StatusBody(Body):
+    """The daemon's state; published on every change and as a heartbeat. Built in one place."""
+
+    topic: ClassVar[str] = "status"
+
+    state: str  # starting | warming | ready | paused | stopped
+    heartbeat: bool = False
+    detail: str | None = None  # what the state is waiting for (warming: loading the engine)
+    engine: str | None = None
+    model: str | None = None
+    language: str | None = None
+    source: str | None = None
+    device: str | None = None
+    device_state: str | None = None
+    lag_s: float | None = None  # age of the oldest utterance not yet transcribed
+    uptime_s: float | None = None
+    utterances: int | None = None  # utterances detected in this run
+    errors: int | None = None  # utterances that got an error instead of a transcript
+    overflows: int | None = None
+    speculative: int | None = None
+    speculative_wasted: int | None = None
+
+
+@dataclass(frozen=True)
+class ErrorBody(Body):
+    """Something went wrong. `fatal`: the daemon stops. With `id`: that utterance got no
+    transcript; its times say where it was and `audio_path` where its audio was saved."""
+
+    topic: ClassVar[str] = "error"
+
+    message: str
+    fatal: bool = False
+    id: str | None = None
+    start: float | None = None
+    end: float | None = None
+    stream_start: float | None = None
+    stream_end: float | None = None
+    audio_s: float | None = None
+    audio_path: str | None = None
+
+
+BODIES: dict[str, type[Body]] = {
+    b.topic: b for b in (TranscriptBody, VadBody, PartialBody, StatusBody, ErrorBody)
+}
+
+
 def make_event(topic: str, seq: int, body: dict[str, Any]) -> Event:
     if topic not in TOPICS:
         raise ProtocolError(f"unknown topic {topic!r}")
     return Event(topic, seq, {"v": PROTOCOL_VERSION, "seq": seq, **body})
 
 
-def transcript_event(seq: int, body: TranscriptBody) -> Event:
-    return make_event(TOPIC_TRANSCRIPT, seq, asdict(body))
+def body_event(seq: int, body: Body) -> Event:
+    """The event of a typed body: the one way the daemon builds events."""
+    return make_event(body.topic, seq, body.fields())
+
+
+def parse_body(event: Event) -> Body | None:
+    """The typed body of a known topic (None for a topic this version does not know)."""
+    cls = BODIES.get(event.topic)
+    return cls.from_fields(event.body) if cls else None
 
 
 def encode_event(event: Event) -> list[bytes]:

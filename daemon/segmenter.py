@@ -144,7 +144,9 @@ class Segmenter:
     Not thread-safe: one owner (the daemon's loop) pushes. `flush` at end of input or shutdown.
     """
 
-    def __init__(self, options: SegmenterOptions | None = None):
+    def __init__(self, options: SegmenterOptions | None = None, start_sample: int = 0):
+        """`start_sample`: the stream offset of the first sample pushed (a segmenter started
+        after a pause continues the source's timeline, so positions stay source positions)."""
         self.options = options = options or SegmenterOptions()
         self._vad = webrtcvad.Vad(options.aggressiveness)
         self._ws = ws = _frames(options.start_window_ms)
@@ -167,7 +169,7 @@ class Segmenter:
         self.length_cuts = 0
 
         self._partial = b""  # bytes of a frame not yet complete
-        self._pos = 0  # stream offset (samples) of the next frame's first sample
+        self._pos = start_sample  # stream offset (samples) of the next frame's first sample
         # The last max(ws, we) decisions in a ring; both windows' voiced counts kept incrementally.
         self._dn = max(ws, we)
         self._decisions = bytearray(self._dn)
@@ -179,7 +181,7 @@ class Segmenter:
         keep = self._preroll_frames + ws + _frames(_ONSET_LOOKBACK_MS)
         self._ring_audio: deque[bytes] = deque(maxlen=keep)
         self._ring_flags: deque[int] = deque(maxlen=keep)
-        self._ring_start = 0  # stream offset of the ring's oldest frame
+        self._ring_start = start_sample  # stream offset of the ring's oldest frame
         self._open = False
         self._reset_utterance()
 
@@ -312,6 +314,7 @@ class Segmenter:
         self._audio = bytearray()
         self._flags = bytearray()  # voiced decision per frame of the open utterance
         self._start = 0
+        self._onset_sample: int | None = None  # detected speech onset (no pre-roll), once known
         self._voiced = 0
         self._speech_end = 0
         self._quiet = 0
@@ -323,8 +326,10 @@ class Segmenter:
         flags = self._ring_flags
         # Speech usually begins partway into the frame before the first voiced one, so the
         # pre-roll is counted from that frame.
-        first = max(0, self._onset(flags) - 1 - self._preroll_frames)
+        onset = max(0, self._onset(flags) - 1)
+        first = max(0, onset - self._preroll_frames)
         self._start = self._ring_start + first * FRAME_SAMPLES
+        self._onset_sample = self._ring_start + onset * FRAME_SAMPLES
         self._audio = bytearray(b"".join(itertools.islice(self._ring_audio, first, None)))
         self._flags = bytearray(itertools.islice(flags, first, None))
         self._voiced = sum(self._flags)
@@ -356,12 +361,15 @@ class Segmenter:
 
     def _confirm(self, events: list[SegmenterEvent]) -> None:
         self._confirmed = True
-        events.append(SpeechStarted(self._start))
+        if self._onset_sample is None:  # the part carried on after a length cut
+            # like _begin: speech begins in the frame before the first voiced one
+            self._onset_sample = self._start + max(0, self._flags.find(1) - 1) * FRAME_SAMPLES
+        events.append(SpeechStarted(self._start, self._onset_sample))
         log.debug("speech started at sample %d", self._start)
 
     def _close(self, reason: EndReason, events: list[SegmenterEvent]) -> None:
         if self._confirmed:
-            self._emit(bytes(self._audio), self._start, self._speech_end, reason, events)
+            self._emit(bytes(self._audio), self._speech_end, reason, events)
         else:
             self.blips_dropped += 1
             log.debug("dropped a blip of %d voiced frames at sample %d", self._voiced, self._start)
@@ -382,19 +390,17 @@ class Segmenter:
         self._reset_utterance()
 
     def _emit(
-        self,
-        audio: bytes,
-        start: int,
-        speech_end: int,
-        reason: EndReason,
-        events: list[SegmenterEvent],
+        self, audio: bytes, speech_end: int, reason: EndReason, events: list[SegmenterEvent]
     ) -> None:
+        """Report the open utterance (from `_start`, onset `_onset_sample`) as ended."""
+        start = self._start
         utt = Utterance(
             index=self.utterances_emitted,
             pcm=np.frombuffer(audio, dtype=np.int16),
             start_sample=start,
             speech_end_sample=speech_end,
             reason=reason,
+            speech_start_sample=self._onset_sample,
         )
         self.utterances_emitted += 1
         events.append(UtteranceEnded(utt))
@@ -412,13 +418,14 @@ class Segmenter:
         self.length_cuts += 1
         if self._confirmed:
             head = bytes(self._audio[: cut * FRAME_BYTES])
-            self._emit(head, self._start, speech_end, "max_length", events)
+            self._emit(head, speech_end, "max_length", events)
         else:
             self.blips_dropped += 1
         # The remainder is an utterance of its own, already under way.
         self._audio = self._audio[cut * FRAME_BYTES :]
         self._flags = flags[cut:]
         self._start = head_end
+        self._onset_sample = None  # found when this part is confirmed
         self._voiced = sum(self._flags)
         last = self._flags.rfind(1)
         self._speech_end = self._start + (last + 1) * FRAME_SAMPLES if last >= 0 else head_end

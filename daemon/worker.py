@@ -33,6 +33,7 @@ class Job:
     utterance: Utterance
     language: str
     start_wall: float  # capture time of the utterance's first sample
+    speech_start_wall: float  # capture time of the detected speech onset (no pre-roll)
     speech_end_wall: float  # capture time of the end of speech
     closed_wall: float  # when the segmenter decided the utterance was over (after the hangover)
     queued_wall: float  # when the worker accepted it

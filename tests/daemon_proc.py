@@ -12,7 +12,7 @@ from dictated.clients.control import ControlClient, DaemonUnavailable
 from dictated.protocol import CONTROL_SOCKET, EVENTS_SOCKET, default_endpoint
 
 REPO = Path(__file__).resolve().parent.parent
-#: the issue's minimum schema for a `transcript` event
+#: the fields every `transcript` event carries (the README's protocol table)
 TRANSCRIPT_SCHEMA = (
     "v",
     "seq",
@@ -21,6 +21,9 @@ TRANSCRIPT_SCHEMA = (
     "language",
     "start",
     "end",
+    "speech_start",
+    "stream_start",
+    "stream_end",
     "audio_s",
     "latency_ms",
     "engine",

@@ -16,6 +16,8 @@ from dictated.audio.load import load_audio
 from tests.conftest import DEMO_TXT, DEMO_WAV
 from tests.daemon_proc import TRANSCRIPT_SCHEMA, daemon_command, start_daemon
 
+pytestmark = pytest.mark.slow  # the real daemon with a real model
+
 
 def normalise(text: str) -> str:
     return jiwer.RemovePunctuation()(text.lower()).replace("-", " ").strip()
@@ -210,6 +212,40 @@ def test_realtime_file_is_paced_like_a_microphone(run_daemon, tmp_path):
     in_file = (signal.spoken[1].start_sample - signal.spoken[0].start_sample) / SAMPLE_RATE
     assert abs((transcripts[1]["start"] - transcripts[0]["start"]) - in_file) < 0.3
     assert transcripts[1]["end"] - transcripts[0]["start"] > in_file  # spans real seconds
+    for t, spoken in zip(transcripts, signal.spoken, strict=True):
+        # live, the onset is the pre-roll (~0.4 s) after the first sample, in wall time too
+        assert 0.2 < t["speech_start"] - t["start"] < 0.6
+        assert abs(t["stream_start"] - spoken.start_sample / SAMPLE_RATE) < 0.1
+
+
+def test_stream_times_and_ids_locate_speech_in_a_file_read_fast(run_daemon, tmp_path):
+    """Read as fast as it is transcribed, wall times are processing times; stream times still say
+    where each utterance is in the file, and every vad event names its utterance from the start."""
+    import soundfile
+
+    from dictated.audio.format import SAMPLE_RATE
+    from tests.speech import SENTENCES, compose
+
+    signal = compose(SENTENCES[:4], 1.5, lead_s=2.0)
+    wav = tmp_path / "four.wav"
+    soundfile.write(str(wav), signal.pcm, SAMPLE_RATE, subtype="PCM_16")
+    events = run_daemon("--source", f"file:{wav}", "--engine", "whisper")
+    transcripts = transcripts_of(events)
+    assert len(transcripts) == 4
+    for t, spoken in zip(transcripts, signal.spoken, strict=True):
+        assert abs(t["stream_start"] - spoken.start_sample / SAMPLE_RATE) < 0.1, t
+        # the end of speech runs past the true end by webrtcvad's overhang and the end window
+        assert 0 <= t["stream_end"] - spoken.end_sample / SAMPLE_RATE < 0.45, t
+        assert t["start"] <= t["speech_start"] <= t["end"]
+    vad = [body for topic, body in events if topic == "vad"]
+    for t in transcripts:
+        mine = [v for v in vad if v["id"] == t["id"]]
+        assert [v["event"] for v in mine][0] == "speech_start"
+        assert [v["event"] for v in mine][-1] == "speech_end"
+        assert mine[0]["stream_time"] == t["stream_start"]
+        assert mine[-1]["stream_time"] == t["stream_end"]
+        assert all(v["seq"] < t["seq"] for v in mine)
+    assert {v["id"] for v in vad} == {t["id"] for t in transcripts}
 
 
 def test_seq_keeps_growing_across_restarts(run_daemon):

@@ -416,3 +416,33 @@ def test_demo_sample_is_segmented_into_its_sentences():
     assert len(starts) == len(sentences)
     for u, start, end in zip(utts, starts, ends, strict=True):
         assert u.start_sample <= start - 0.3 * SR and u.end_sample >= end
+
+
+def test_onsets_are_the_true_speech_onsets_without_the_preroll():
+    """`onset_sample` (SpeechStarted and Utterance) is where the speech begins, not the pre-roll:
+    compared with the true onsets of the composed signal (espeak-ng's first audible sample)."""
+    sig = compose(SENTENCES[:4], 1.5, lead_s=1.0)
+    utts, events, _ = run(sig.pcm)
+    assert len(utts) == 4
+    starts = [e for e in events if isinstance(e, SpeechStarted)]
+    assert [e.onset_sample for e in starts] == [u.onset_sample for u in utts]
+    for u, spoken in zip(utts, sig.spoken, strict=True):
+        assert u.start_sample < u.onset_sample < u.speech_end_sample
+        assert abs(u.onset_sample - spoken.start_sample) <= 0.1 * SR, (u, spoken)
+        assert u.onset_sample - u.start_sample >= 0.3 * SR  # the pre-roll is before the onset
+
+
+def test_a_segmenter_started_later_reports_source_positions():
+    """After a pause the daemon starts a segmenter at the source's current position: every
+    position it reports is offset by exactly that."""
+    sig = compose(SENTENCES[:2], 1.5, lead_s=0.5)
+    offset = 123 * SR + 7
+    base, _, _ = run(sig.pcm)
+    seg = Segmenter(start_sample=offset)
+    shifted = [
+        e.utterance for e in seg.push(sig.pcm) + seg.flush() if isinstance(e, UtteranceEnded)
+    ]
+    assert [(u.start_sample, u.onset_sample, u.speech_end_sample) for u in shifted] == [
+        (u.start_sample + offset, u.onset_sample + offset, u.speech_end_sample + offset)
+        for u in base
+    ]

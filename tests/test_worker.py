@@ -6,11 +6,14 @@ import asyncio
 import threading
 
 import numpy as np
+import pytest
 
 from dictated.engines import EngineOptions, create_engine
 from dictated.events import Utterance
 from dictated.worker import Job, Worker
 from tests.speech import SENTENCES, silence, synthesize
+
+pytestmark = pytest.mark.slow  # a real model end to end
 
 
 def job(n: int, pcm: np.ndarray) -> Job:
@@ -22,6 +25,7 @@ def job(n: int, pcm: np.ndarray) -> Job:
         utterance=utterance,
         language="en",
         start_wall=0.0,
+        speech_start_wall=0.0,
         speech_end_wall=0.0,
         closed_wall=0.0,
         queued_wall=0.0,
