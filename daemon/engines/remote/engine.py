@@ -108,6 +108,9 @@ class RemoteEngine(Engine):
                     continue
                 self.pool.released(url)
                 break  # the request itself was refused: another server would refuse it too
+            except BaseException:  # e.g. the on_partial callback raised: free the slot, pass it on
+                self.pool.released(url)
+                raise
             self.pool.succeeded(url, reply.elapsed_ms)
             log.debug("remote: %s answered in %.0f ms", url, reply.elapsed_ms)
             return Transcript(
