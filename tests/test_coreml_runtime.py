@@ -21,10 +21,10 @@ from coreml_standin import StandInError, TracedStandInBackend  # noqa: E402
 
 from dictated.audio.format import int16_to_float32  # noqa: E402
 from dictated.engines.base import EngineOptions  # noqa: E402
-from dictated.engines.cohere import coreml_contract as contract  # noqa: E402
-from dictated.engines.cohere.coreml_compile import CompileCache  # noqa: E402
+from dictated.engines.cohere.coreml import contract  # noqa: E402
+from dictated.engines.cohere.coreml.compile import CompileCache  # noqa: E402
+from dictated.engines.cohere.coreml.engine import CohereCoreMLEngine  # noqa: E402
 from dictated.engines.cohere.engine import CohereTorchEngine  # noqa: E402
-from dictated.engines.cohere.engine_coreml import CohereCoreMLEngine  # noqa: E402
 from dictated.errors import ConfigError  # noqa: E402
 
 STATEFUL = "cohere_decoder_stateful.mlpackage"
@@ -210,9 +210,9 @@ def test_valid_encoder_frames_follow_the_encoders_own_arithmetic(
 
 
 def test_the_ceil_rule_overcounts():
-    """Why the runtime prefers the encoder's own arithmetic when the shapes follow it: DESIGN's
-    clamp(ceil(L*E/F), 1, E) never drops a valid frame but, because 3500/8 is not whole, often
-    counts one padded frame too many (L=8: 2 frames for an encoder output of 1)."""
+    """Why the runtime prefers the encoder's own arithmetic when the shapes follow it: the
+    published clamp(ceil(L*E/F), 1, E) never drops a valid frame but, because 3500/8 is not
+    whole, often counts one padded frame too many (L=8: 2 frames for an encoder output of 1)."""
     over = 0
     for frames in range(1, 3501):
         extra = contract.valid_encoder_frames(frames, 3500, 438) - contract.subsampled_frames(

@@ -71,7 +71,7 @@ def scenario_capture(
     device, samples: int, out: str, options: dict | None = None, via_open_source: bool = False
 ) -> dict:
     from dictated.audio.mic import MicSource
-    from dictated.audio.source import open_source
+    from dictated.audio.open_source import open_source
 
     logs = _watch_logs()
     started = time.time()
@@ -112,7 +112,7 @@ def scenario_rate_probe(device: str) -> dict:
 def scenario_devices(good: list, bad: list) -> dict:
     from dictated.audio.devices import format_device_table, list_input_devices, resolve_device
     from dictated.audio.mic import MicSource
-    from dictated.audio.source import open_source
+    from dictated.audio.open_source import open_source
     from dictated.errors import AudioError
 
     devices = list_input_devices()
@@ -216,7 +216,7 @@ def scenario_missing_portaudio() -> dict:
     import ctypes.util
 
     ctypes.util.find_library = lambda name: None  # as on a machine without libportaudio2
-    from dictated.audio.source import open_source
+    from dictated.audio.open_source import open_source
     from dictated.errors import MissingDependencyError
 
     try:

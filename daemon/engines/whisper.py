@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio.format import SAMPLE_RATE
 from ..errors import MissingDependencyError, ModelError
 from .base import Engine, EngineOptions, Transcript
 
@@ -116,4 +117,4 @@ class WhisperEngine(Engine):
         )
 
     def warmup(self) -> None:
-        self.transcribe(np.zeros(16_000, dtype=np.float32), self.default_language)
+        self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), self.default_language)
