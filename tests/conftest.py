@@ -51,15 +51,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.vllm)
 
 
-def _serve(request, tmp_path_factory, name: str, build):
+def _serve(request, tmp_path_factory, name: str, build, **server_options):
     from vllm_server import ServerError, VllmServer, skip_reason, vllm_python
 
     if vllm_python() is None:
         pytest.skip(skip_reason())
     model_dir = build(tmp_path_factory.mktemp(f"{name}-model"))
-    server = VllmServer(
-        model_dir, name, log_path=tmp_path_factory.mktemp(f"{name}-log") / "vllm.log"
-    )
+    log_path = tmp_path_factory.mktemp(f"{name}-log") / "vllm.log"
+    server = VllmServer(model_dir, name, log_path=log_path, **server_options)
     try:
         server.start()
     except ServerError as exc:
@@ -78,3 +77,29 @@ def vllm_whisper(request, tmp_path_factory):
     from tiny_whisper import make_tiny_whisper_dir
 
     return _serve(request, tmp_path_factory, "tiny-whisper", make_tiny_whisper_dir)
+
+
+#: how tests/cohere_checkpoint.py's model is built for the vLLM server: it ends at eos after ~30
+#: tokens and never emits byte pieces (see make_nemo_cohere_dir)
+VLLM_COHERE_BUILD = {"seed": 0, "eos_bias": 1.0, "suppress_bytes": True}
+
+
+@pytest.fixture(scope="session")
+def vllm_cohere(request, tmp_path_factory):
+    """A running `VllmServer` serving the tiny NeMo-layout Cohere checkpoint as "tiny-cohere".
+
+    `vllm_cohere.model_dir` is the checkpoint: load our cohere-torch engine from it to compare.
+    Same sharing rules as `vllm_whisper`.
+    """
+    from cohere_checkpoint import SIZES, make_nemo_cohere_dir
+
+    def build(path):
+        return make_nemo_cohere_dir(path, **VLLM_COHERE_BUILD)
+
+    return _serve(
+        request,
+        tmp_path_factory,
+        "tiny-cohere",
+        build,
+        max_model_len=SIZES["max_position_embeddings"],
+    )

@@ -15,10 +15,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("coremltools")
 pytest.importorskip("transformers")
 
-import speech  # noqa: E402
-from coreml_exports import first_divergence, reference_gap, tiny_export, tiny_model, with_decoder  # noqa: E402
-from coreml_standin import StandInError, TracedStandInBackend  # noqa: E402
-
 from dictated.audio.format import int16_to_float32  # noqa: E402
 from dictated.engines.base import EngineOptions  # noqa: E402
 from dictated.engines.cohere.coreml import contract  # noqa: E402
@@ -26,6 +22,15 @@ from dictated.engines.cohere.coreml.compile import CompileCache  # noqa: E402
 from dictated.engines.cohere.coreml.engine import CohereCoreMLEngine  # noqa: E402
 from dictated.engines.cohere.engine import CohereTorchEngine  # noqa: E402
 from dictated.errors import ConfigError  # noqa: E402
+from tests import speech  # noqa: E402
+from tests.engines.cohere.coreml.exports import (  # noqa: E402
+    first_divergence,
+    reference_gap,
+    tiny_export,
+    tiny_model,
+    with_decoder,
+)
+from tests.engines.cohere.coreml.standin import StandInError, TracedStandInBackend  # noqa: E402
 
 STATEFUL = "cohere_decoder_stateful.mlpackage"
 EXTERNAL = "cohere_decoder_cache_external_v2.mlpackage"
@@ -226,7 +231,7 @@ def test_the_ceil_rule_overcounts():
 
 @pytest.fixture(scope="module")
 def model_cache(tmp_path_factory):
-    from cohere_fixtures import load_tiny_model
+    from tests.engines.cohere.fixtures import load_tiny_model
 
     return load_tiny_model(tiny_model(tmp_path_factory))
 
