@@ -1,6 +1,6 @@
 """The real daemon process on `--engine remote` against a real vLLM server, with real faults.
 
-Each fault is set on tests/fault_proxy.py (or the server itself is killed) between two
+Each fault is set on tests/engines/remote/fault_proxy.py (or the server itself is killed) between two
 utterances fed through stdin; every utterance must end as a transcript or as an error event naming
 it with its audio saved, and the daemon must keep going and recover.
 """
@@ -19,7 +19,7 @@ import soundfile
 
 from dictated.engines.remote.options import API_KEY_ENV
 from tests.daemon_proc import DaemonProcess, start_daemon
-from tests.fault_proxy import Fault, FaultProxy
+from tests.engines.remote.fault_proxy import Fault, FaultProxy
 from tests.speech import SENTENCES, silence, synthesize
 
 pytestmark = pytest.mark.vllm

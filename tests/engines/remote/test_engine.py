@@ -1,7 +1,7 @@
 """The remote engine against a real vLLM server (tiny random Whisper), faults through a real proxy.
 
 The reference is the server itself asked directly with the standard library (tests/vllm_server.py),
-never our client. Faults come from tests/fault_proxy.py standing between the engine and vLLM.
+never our client. Faults come from tests/engines/remote/fault_proxy.py standing between the engine and vLLM.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dictated.audio.format import SAMPLE_RATE, int16_to_float32
 from dictated.engines.remote.engine import RemoteEngine
 from dictated.engines.remote.options import RemoteOptions
 from dictated.errors import RemoteError
-from tests.fault_proxy import Fault, FaultProxy
+from tests.engines.remote.fault_proxy import Fault, FaultProxy
 from tests.speech import SENTENCES, silence, synthesize
 
 pytestmark = pytest.mark.vllm
