@@ -27,7 +27,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         "--config", type=Path, help="config file (default: the platform config dir's config.toml)"
     )
     p.add_argument(
-        "--engine", dest="engine.name", help="auto, whisper, cohere-torch, cohere-coreml"
+        "--engine", dest="engine.name", help="auto, whisper, cohere-torch, cohere-coreml, remote"
     )
     p.add_argument("--language", dest="engine.language", help="language code, e.g. en, de, ja")
     p.add_argument(
@@ -55,6 +55,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         type=float,
         help="cohere: logit bias on EOS (default 0 f16, 4 int8)",
     )
+    _add_remote_flags(p)
     p.add_argument(
         "--vad-aggressiveness", dest="segmenter.aggressiveness", type=int, help="webrtcvad mode 0-3"
     )
@@ -67,6 +68,59 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", dest="log.level", help="debug, info, warning, error")
     p.add_argument(
         "--log-json", dest="log.json", action="store_const", const=True, help="log JSON lines"
+    )
+
+
+def _add_remote_flags(p: argparse.ArgumentParser) -> None:
+    """`--engine remote`: the [engine.remote] keys most often set per room (see docs/remote.md)."""
+    g = p.add_argument_group("remote engine (OpenAI-compatible transcription servers, e.g. vLLM)")
+    g.add_argument(
+        "--remote-url",
+        dest="engine.remote.urls",
+        action="append",
+        metavar="URL",
+        help="server base URL, e.g. http://127.0.0.1:8000/v1 (repeatable: requests are spread)",
+    )
+    g.add_argument("--remote-model", dest="engine.remote.model", help="the served model name")
+    g.add_argument(
+        "--remote-timeout",
+        dest="engine.remote.timeout_s",
+        type=float,
+        metavar="S",
+        help="seconds one request may take (default 30)",
+    )
+    g.add_argument(
+        "--remote-fallback",
+        dest="engine.remote.fallback",
+        choices=("none", "whisper"),
+        help="transcribe locally when every server fails (default none: error event, audio kept)",
+    )
+    g.add_argument(
+        "--remote-stream",
+        dest="engine.remote.stream",
+        action="store_const",
+        const=True,
+        help="ask for streamed (SSE) answers",
+    )
+    g.add_argument(
+        "--remote-inference-path",
+        dest="engine.remote.inference_path",
+        metavar="PATH",
+        help="endpoint path under the URL (default /audio/transcriptions; whisper.cpp: /inference)",
+    )
+    g.add_argument(
+        "--remote-field",
+        dest="engine.remote.fields",
+        action="append",
+        metavar="NAME=VALUE",
+        help="extra form field sent with every request, e.g. repetition_penalty=1.1 (repeatable)",
+    )
+    g.add_argument(
+        "--allow-remote-engine",
+        dest="engine.remote.allow_remote",
+        action="store_const",
+        const=True,
+        help="allow non-loopback --remote-url addresses (audio leaves this machine)",
     )
 
 
@@ -342,23 +396,39 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the effective configuration as TOML, grouped the way the file is written."""
-    import dataclasses
-
     from . import paths
     from .config import SECTIONS, load_config
 
     config = load_config(args.config)
     print(f"# config file: {config.source_file or f'{paths.config_file()} (absent: defaults)'}")
     for section, attrs in SECTIONS.items():
+        tables: list[tuple[str, Any]] = []
         print(f"\n[{section}]")
         for attr in attrs:
-            for key, value in dataclasses.asdict(getattr(config, attr)).items():
-                print(
-                    f"# {key} = (default)"
-                    if value is None
-                    else f"{key} = {json.dumps(value, default=str)}"
-                )
+            tables += _print_table(getattr(config, attr), section)
+        while tables:  # nested tables after their parent's keys, as TOML requires
+            name, value = tables.pop(0)
+            print(f"\n[{name}]")
+            tables += _print_table(value, name)
     return 0
+
+
+def _print_table(options: Any, name: str) -> list[tuple[str, Any]]:
+    """Print one dataclass's keys (secrets hidden); return its nested tables for later."""
+    import dataclasses
+
+    nested = []
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if dataclasses.is_dataclass(value):
+            nested.append((f"{name}.{f.name}", value))
+        elif value is None:
+            print(f"# {f.name} = (default)")
+        elif f.metadata.get("secret"):
+            print(f'{f.name} = "(set, hidden)"')
+        else:
+            print(f"{f.name} = {json.dumps(value, default=str)}")
+    return nested
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ class Commands:
             "journal": str(d.journal.path),
             "config_file": str(d.config.source_file) if d.config.source_file else None,
             "config_loaded_at": round(d.config_loaded_at, 3),
+            **(d.worker.engine.status_info() if d.worker.engine else {}),  # e.g. remote servers
         }
 
     async def pause(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ key or a bad value is one `ConfigError` naming the key (exit code 2 in the CLI).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import tomllib
 import types
 import typing
@@ -22,6 +21,7 @@ from .engines.base import EngineOptions
 from .engines.registry import ENGINE_NAMES
 from .errors import ConfigError
 from .journal import Rotation
+from .loopback import is_loopback_host
 from .segmenter import SegmenterOptions
 from .shutdown import DEFAULT_LINGER_S
 
@@ -146,13 +146,7 @@ def check_endpoint(endpoint: str, allow_remote: bool, key: str) -> None:
         raise ConfigError(f"{key}: {endpoint!r} has a bad port: {exc}") from exc
     if not host or port is None:
         raise ConfigError(f"{key}: {endpoint!r} needs a host and a port, e.g. tcp://127.0.0.1:5556")
-    if host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False  # an interface name or '*': all or external addresses
-    if not loopback and not allow_remote:
+    if not is_loopback_host(host) and not allow_remote:
         raise ConfigError(
             f"{key}: {endpoint!r} would publish transcripts beyond this machine; use 127.0.0.1, "
             "or pass --allow-remote (transport.allow_remote = true) if you really mean it"
@@ -197,6 +191,38 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     return value
 
 
+def _merge(current: Any, key: str, values: dict[str, Any], origin: str) -> Any:
+    """A nested table (e.g. [engine.remote]) merged into its dataclass, unknown keys named."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{key}: expected a table in {origin}, got {type(values).__name__}")
+    hints = typing.get_type_hints(type(current))
+    names = {f.name for f in dataclasses.fields(current)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {', '.join(f'{key}.{k}' for k in unknown)} in {origin}; "
+            f"known keys in [{key}]: {', '.join(sorted(names))}"
+        )
+    changes = {k: _value(current, f"{key}.{k}", v, hints[k], origin) for k, v in values.items()}
+    return _replace(current, key, changes)
+
+
+def _value(current: Any, key: str, value: Any, tp: Any, origin: str) -> Any:
+    sub = getattr(current, key.rpartition(".")[2])
+    if dataclasses.is_dataclass(sub):
+        return _merge(sub, key, value, origin)
+    return _coerce(key, value, tp)
+
+
+def _replace(current: Any, key: str, changes: dict[str, Any]) -> Any:
+    try:
+        return dataclasses.replace(current, **changes)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+
+
 def _apply(config: Config, section: str, values: dict[str, Any], origin: str) -> Config:
     if section not in SECTIONS:
         raise ConfigError(
@@ -210,19 +236,12 @@ def _apply(config: Config, section: str, values: dict[str, Any], origin: str) ->
         hints = typing.get_type_hints(type(current))
         names = {f.name for f in dataclasses.fields(current)}
         changes = {
-            k: _coerce(f"{section}.{k}", remaining.pop(k), hints[k])
+            k: _value(current, f"{section}.{k}", remaining.pop(k), hints[k], origin)
             for k in list(remaining)
             if k in names
         }
         if changes:
-            try:
-                config = dataclasses.replace(
-                    config, **{attr: dataclasses.replace(current, **changes)}
-                )
-            except ConfigError:
-                raise
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"{section}: {exc}") from exc
+            config = dataclasses.replace(config, **{attr: _replace(current, section, changes)})
     if remaining:
         known = sorted(
             f.name for attr in SECTIONS[section] for f in dataclasses.fields(getattr(config, attr))
@@ -234,10 +253,27 @@ def _apply(config: Config, section: str, values: dict[str, Any], origin: str) ->
     return config
 
 
+def _check_private(path: Path, data: dict[str, Any]) -> None:
+    """A file holding a secret must be readable by its owner only (like ssh's private keys)."""
+    remote = (
+        data.get("engine", {}).get("remote", {}) if isinstance(data.get("engine"), dict) else {}
+    )
+    if not isinstance(remote, dict) or "api_key" not in remote:
+        return
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ConfigError(
+            f"engine.remote.api_key: {path} holds an API key but others can read it "
+            f"(mode {mode:o}); run `chmod 600 {path}`, or set the key in "
+            "DICTATED_REMOTE_API_KEY instead"
+        )
+
+
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Read TOML (an explicit `path` must exist; the default one may not) and merge CLI overrides.
 
-    `overrides` maps "section.key" to a value; None values mean "not given on the command line".
+    `overrides` maps "section.key" (or "section.table.key") to a value; None values mean "not given
+    on the command line".
     """
     config = Config()
     explicit = path is not None
@@ -247,6 +283,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        _check_private(path, data)
         for section, values in data.items():
             config = _apply(config, section, values, str(path))
         config = dataclasses.replace(config, source_file=path)
@@ -256,8 +293,11 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
-        section, _, key = dotted.partition(".")
-        grouped.setdefault(section, {})[key] = value
+        *tables, key = dotted.split(".")  # "engine.remote.urls" -> [engine] [remote] urls
+        table = grouped
+        for name in tables:
+            table = table.setdefault(name, {})
+        table[key] = value
     for section, values in grouped.items():
         config = _apply(config, section, values, "the command line")
     return config

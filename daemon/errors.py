@@ -41,3 +41,7 @@ class ServiceManagerUnavailable(ServiceError):
     """The chosen service manager (launchd, systemd's user manager) does not exist or cannot be reached."""
 
     exit_code = 2
+
+
+class RemoteError(DictatedError):
+    """No transcription server answered an utterance (or the warm-up); the message names each one."""

@@ -71,7 +71,7 @@ def transcript_body(result: JobResult, engine: str, now: float) -> TranscriptBod
         language=t.language,
         speech_start=job.speech_start_wall,
         latency_ms=round((now - job.speech_end_wall) * 1000, 1),
-        engine=engine,
+        engine=t.engine or engine,  # a fallback engine names itself
         truncated=t.truncated,
         reason=u.reason,
         tokens=list(t.tokens),

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from .audio.format import int16_to_float32
 from .engines.base import Engine, Transcript
+from .errors import DictatedError
 from .events import Utterance
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,9 @@ class Worker:
             try:
                 transcript = await self.call(self._transcribe, job)
                 error = None
+            except DictatedError as exc:  # a known cause (e.g. no server answered): no traceback
+                log.error("engine failed on utterance %s: %s", job.id, exc)
+                transcript, error = None, f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # reported as an error event naming the utterance
                 log.exception("engine failed on utterance %s", job.id)
                 transcript, error = None, f"{type(exc).__name__}: {exc}"

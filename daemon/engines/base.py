@@ -15,6 +15,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from .remote.options import RemoteOptions
+
 
 @dataclass(frozen=True)
 class Transcript:
@@ -29,6 +31,7 @@ class Transcript:
     tokens: tuple[int, ...] = ()
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     truncated: bool = False
+    engine: str | None = None  # who produced it, when not the configured engine (a fallback)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class EngineOptions:
     punctuation: bool = True  # cohere: <|pnc|> vs <|nopnc|>
     beam_size: int = 1  # whisper
     cache_dir: Path | None = None  # compiled CoreML models and downloads
+    remote: RemoteOptions = field(default_factory=RemoteOptions)  # [engine.remote]
 
 
 class Engine(ABC):
@@ -65,6 +69,13 @@ class Engine(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models and device memory."""
+
+    def status_info(self) -> dict:
+        """Extra fields for the control socket's `status` reply (e.g. remote servers' health).
+
+        Called from the event loop's thread, not the inference thread: an engine that has such
+        state must guard it (the remote engine's server pool is locked)."""
+        return {}
 
     def check_language(self, language: str | None) -> str:
         """Return the language to use or raise ValueError listing the supported ones."""

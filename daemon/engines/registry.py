@@ -16,6 +16,7 @@ _ENGINES: dict[str, str] = {
     "whisper": ".whisper:WhisperEngine",
     "cohere-torch": ".cohere.engine:CohereTorchEngine",
     "cohere-coreml": ".cohere.coreml.engine:CohereCoreMLEngine",
+    "remote": ".remote.engine:RemoteEngine",  # never chosen by auto: audio may leave the machine
 }
 ENGINE_NAMES: tuple[str, ...] = ("auto", *_ENGINES)
 

@@ -1,0 +1,208 @@
+"""`--engine remote`: each utterance is one request to an OpenAI-compatible transcription server.
+
+Any server of that API works (vLLM, speaches, LocalAI, whisper.cpp's server with its inference
+path). Requests go to the least-loaded server in service (see pool.py); a server that fails is
+sat out and the utterance goes to the next one. When none answers, `transcribe` raises
+RemoteError, which the daemon's worker turns into its usual error event with the audio saved,
+unless `fallback = "whisper"` transcribes it here instead. Thread-safe: the pool and clients lock,
+and the local fallback is used by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ...errors import ConfigError, RemoteError
+from ..base import Engine, EngineOptions, Transcript
+from .client import RequestFailed, TranscriptionClient, Upload
+from .options import RemoteOptions
+from .pool import ServerHealth, ServerPool
+from .wav import encode_wav, probe_tone
+
+log = logging.getLogger(__name__)
+
+#: The language goes to the server as given; which ones it knows depends on the served model. The
+#: list is Whisper's 99 (the widest model family these servers run; Cohere's 14 are among them), so
+#: a typo is caught here and a language the model lacks is refused by the server.
+_CODES = (
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw "
+    "he hi hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my "
+    "ne nl nn no oc pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt "
+    "uk ur uz vi yi yo yue zh"
+)
+LANGUAGES: tuple[str, ...] = tuple(_CODES.split())
+
+
+class RemoteEngine(Engine):
+    name = "remote"
+    languages = LANGUAGES
+
+    def __init__(self, options: RemoteOptions):
+        self.options = options
+        api_key = options.resolved_api_key()
+        self._clients = {
+            url: TranscriptionClient(
+                options.endpoint(url), api_key, options.timeout_s, options.connect_timeout_s
+            )
+            for url in options.urls
+        }
+        self.pool = ServerPool(options.urls, options.backoff_s, options.max_backoff_s)
+        self._fallback: Engine | None = None
+        self._fallback_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, options: EngineOptions) -> RemoteEngine:
+        remote = options.remote
+        if not remote.urls:
+            raise ConfigError(
+                "engine.remote.urls: the remote engine needs a server, e.g. "
+                "--remote-url http://127.0.0.1:8000/v1 (see docs/remote.md)"
+            )
+        log.info(
+            "remote: %s, model %s, timeout %g s%s",
+            ", ".join(remote.urls),
+            remote.model or "(server default)",
+            remote.timeout_s,
+            ", fallback whisper" if remote.fallback == "whisper" else "",
+        )
+        return cls(remote)
+
+    @classmethod
+    def unavailable_reason(cls, options: EngineOptions) -> str | None:
+        """Cheap (no network): doctor and status probe the servers with `health()`."""
+        return None if options.remote.urls else "no server configured (engine.remote.urls)"
+
+    def transcribe(
+        self,
+        pcm: np.ndarray,
+        language: str | None = None,
+        on_partial: Callable[[str], None] | None = None,
+    ) -> Transcript:
+        """Transcribe one utterance on a server.
+
+        `on_partial(text_so_far)` is called from this thread as streamed text arrives, when
+        `stream = true` and the server streams (the hook for partial results). Should a server
+        fail mid-stream, the next one starts over, so the text seen by `on_partial` may shrink.
+        """
+        language = self.check_language(language)
+        started = time.perf_counter()
+        upload = Upload(self._fields(language), encode_wav(pcm), self.options.stream)
+        encoded = time.perf_counter()
+        failures: list[str] = []
+        tried: set[str] = set()
+        while (url := self.pool.acquire(frozenset(tried))) is not None:
+            tried.add(url)
+            try:
+                reply = self._clients[url].post(upload, on_partial if upload.stream else None)
+            except RequestFailed as exc:
+                failures.append(f"{url}: {exc.reason}")
+                if exc.server_fault:
+                    self.pool.failed(url, exc.reason, exc.retry_after_s)
+                    continue
+                self.pool.released(url)
+                break  # the request itself was refused: another server would refuse it too
+            except BaseException:  # e.g. the on_partial callback raised: free the slot, pass it on
+                self.pool.released(url)
+                raise
+            self.pool.succeeded(url, reply.elapsed_ms)
+            log.debug("remote: %s answered in %.0f ms", url, reply.elapsed_ms)
+            return Transcript(
+                text=reply.text,
+                language=language,
+                timings_ms={
+                    "encode": (encoded - started) * 1000,
+                    "request": reply.elapsed_ms,
+                    "total": (time.perf_counter() - started) * 1000,
+                },
+            )
+        failures += [h.describe() for h in self.pool.health() if h.url not in tried]
+        reason = "no transcription server answered: " + "; ".join(failures)
+        if self.options.fallback == "whisper":
+            log.warning("remote: %s; transcribing locally with whisper", reason)
+            return self._transcribe_locally(pcm, language)
+        raise RemoteError(reason)
+
+    def health(self) -> tuple[ServerHealth, ...]:
+        """Probe every server now with a real (short) transcription; what doctor and warm-up use.
+
+        The probes run concurrently, each bounded by `timeout_s`, and update the pool: a server
+        that answers is back in service, one that does not is sat out.
+        """
+        upload = Upload(self._fields(self.default_language), encode_wav(probe_tone()), False)
+
+        def probe(url: str) -> None:
+            self.pool.begin(url)
+            try:
+                reply = self._clients[url].post(upload)
+            except RequestFailed as exc:
+                self.pool.failed(url, exc.reason, exc.retry_after_s)
+            else:
+                self.pool.succeeded(url, reply.elapsed_ms)
+
+        with ThreadPoolExecutor(len(self._clients), thread_name_prefix="remote-probe") as ex:
+            list(ex.map(probe, self._clients))
+        return self.pool.health()
+
+    def warmup(self) -> None:
+        """A real request to each server; none answering is a start-up error unless a fallback is set."""
+        health = self.health()
+        for h in health:
+            log.info("remote: warm-up %s", h.describe())
+        if any(h.healthy for h in health):
+            return
+        reason = "warm-up: no transcription server answered: " + "; ".join(
+            f"{h.url}: {h.last_error}" for h in health
+        )
+        if self.options.fallback != "whisper":
+            raise RemoteError(reason)
+        log.warning("remote: %s; whisper will transcribe until a server answers", reason)
+        with self._fallback_lock:
+            self._local().warmup()
+
+    def status_info(self) -> dict:
+        info: dict = {"servers": [h.to_json() for h in self.pool.health()]}
+        if self.options.fallback == "whisper":
+            info["fallback"] = "whisper"
+        return info
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        with self._fallback_lock:
+            if self._fallback is not None:
+                self._fallback.close()
+
+    def _fields(self, language: str) -> tuple[tuple[str, str], ...]:
+        model = (("model", self.options.model),) if self.options.model else ()
+        return (
+            *model,
+            ("language", language),
+            ("temperature", "0"),
+            ("response_format", "json"),
+            *self.options.extra_fields(),
+        )
+
+    def _local(self) -> Engine:
+        """The embedded Whisper, loaded the first time it is needed (call with the lock held)."""
+        if self._fallback is None:
+            from ..whisper import WhisperEngine
+
+            self._fallback = WhisperEngine.load(EngineOptions())
+        return self._fallback
+
+    def _transcribe_locally(self, pcm: np.ndarray, language: str) -> Transcript:
+        with self._fallback_lock:
+            local = self._local()
+            try:
+                language = local.check_language(language)
+            except ValueError as exc:
+                raise RemoteError(f"no server answered, and the local fallback: {exc}") from exc
+            transcript = local.transcribe(pcm, language)
+        return dataclasses.replace(transcript, engine=local.name)
