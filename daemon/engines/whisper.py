@@ -8,13 +8,14 @@ faster-whisper's own download by name (`--model small`, ...).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import MissingDependencyError, ModelError
-from .base import Engine, EngineOptions, Transcript
+from .base import Engine, EngineOptions, Transcript, check_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,13 @@ class WhisperEngine(Engine):
             return "no bundled model"
         return None
 
-    def transcribe(self, pcm: np.ndarray, language: str | None = None) -> Transcript:
+    def transcribe(
+        self, pcm: np.ndarray, language: str | None = None, cancel: threading.Event | None = None
+    ) -> Transcript:
+        """CTranslate2 decodes a window in one call that cannot be interrupted, so `cancel` is
+        only checked before it starts (a decode cancelled later runs on and is discarded)."""
         language = self.check_language(language)
+        check_cancelled(cancel)
         started = time.perf_counter()
         segments, _info = self._model.transcribe(
             pcm,
