@@ -21,6 +21,7 @@ from .engines.base import EngineOptions
 from .engines.registry import ENGINE_NAMES
 from .errors import ConfigError
 from .segmenter import SegmenterOptions
+from .speculation import SpeculationOptions
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Config:
     engine: EngineChoice = field(default_factory=EngineChoice)
     engine_options: EngineOptions = field(default_factory=EngineOptions)
     segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
+    speculation: SpeculationOptions = field(default_factory=SpeculationOptions)
     transport: TransportOptions = field(default_factory=TransportOptions)
     journal: JournalOptions = field(default_factory=JournalOptions)
     log: LogOptions = field(default_factory=LogOptions)
@@ -100,6 +102,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "audio": ("audio",),
     "engine": ("engine", "engine_options"),
     "segmenter": ("segmenter",),
+    "speculation": ("speculation",),
     "transport": ("transport",),
     "journal": ("journal",),
     "log": ("log",),
