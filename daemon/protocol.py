@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
+from enum import StrEnum
 from typing import Any, ClassVar, Self
 
 PROTOCOL_VERSION = 1
@@ -134,7 +135,17 @@ class PartialBody(Body):
     stream_end: float
 
 
-STATES = ("starting", "warming", "ready", "paused", "stopped")
+class State(StrEnum):
+    """The daemon's state, as `status` events and replies spell it."""
+
+    STARTING = "starting"
+    WARMING = "warming"  # loading and warming up the engine
+    READY = "ready"  # listening
+    PAUSED = "paused"  # running, audio ignored until resumed
+    STOPPED = "stopped"
+
+
+STATES = tuple(State)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,10 @@
 One asyncio loop owns the sockets, the queue and the timing; the worker's inference thread owns the
 engine; the audio source owns the device. Signal handlers only set a flag; a second signal forces
 exit. With a file or stdin source the daemon exits 0 once every utterance has been published.
+
+The parts it runs: `capture.py` (source, clock, segmenter), `worker.py` (the engine's thread),
+`translate.py` (utterance -> job, result -> event), `transport/` (PUB socket, journal, control
+socket) and `commands.py` (what the control commands do).
 """
 
 from __future__ import annotations
@@ -12,33 +16,27 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import zmq
 import zmq.asyncio
 
-from . import __version__, paths
+from . import paths
 from .audio.format import SAMPLE_RATE
 from .audio.source import AudioSource, open_source
-from .clock import StreamClock
+from .capture import Capture, Heard
+from .commands import Commands
 from .config import Config
+from .engines.base import Engine
 from .engines.registry import create_engine
 from .errors import ConfigError, DictatedError
-from .events import SegmenterEvent, SpeechPaused, SpeechStarted, UtteranceEnded
+from .events import UtteranceEnded
 from .journal import Journal
-from .protocol import (
-    CONTROL_SOCKET,
-    EVENTS_SOCKET,
-    MAX_HISTORY,
-    TOPICS,
-    Body,
-    ErrorBody,
-    StatusBody,
-    TranscriptBody,
-    VadBody,
-)
-from .segmenter import Segmenter
-from .transport.control import CommandError, ControlServer
+from .protocol import CONTROL_SOCKET, EVENTS_SOCKET, Body, ErrorBody, State, StatusBody
+from .translate import failure_body, make_job, speech_end_body, transcript_body, vad_body
+from .transport.control import ControlServer
 from .transport.publisher import Publisher
 from .worker import Job, JobResult, Worker
 
@@ -46,26 +44,43 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 30.0
 SHUTDOWN_TIMEOUT_S = 120.0  # drain the worker at most this long on a stop signal
-STOP_CAPTURE_TIMEOUT_S = 5.0  # a source that does not end when closed is cancelled
+
+EngineFactory = Callable[[], Engine]
 
 
 class Daemon:
-    def __init__(self, config: Config, source: AudioSource | None = None):
+    def __init__(
+        self,
+        config: Config,
+        source: AudioSource | None = None,
+        engine_factory: EngineFactory | None = None,
+    ):
+        """`source` and `engine_factory` default to what the config names (tests pass their own)."""
         self.config = config
         self.language = config.engine.language
-        self.state = "starting"
+        self.state = State.STARTING
         self.started_at = time.time()
         self.run_id = format(int(self.started_at * 1000) % 0xFFFFFFFF, "x")
+        self.engine_name: str | None = None
         self._source = source
+        self._engine_factory = engine_factory or partial(
+            create_engine, config.engine.name, config.engine_options
+        )
         self._stop = asyncio.Event()
         self._signals = 0
-        self._utterances = 0
-        self._paused = False
-        self._segmenter: Segmenter | None = None  # made at the first block after (re)start
-        self._clock: StreamClock | None = None  # the source's timeline, for the whole run
-        self._open_id: str | None = None  # id of the utterance under way (from speech start)
-        self._errors = 0
+        self._ids = 0  # utterance ids handed out (at speech start)
+        self._utterances = 0  # utterances finished and handed to the engine
+        self._errors = 0  # utterances that got an error instead of a transcript
         self._tasks: set[asyncio.Task] = set()
+        self.worker = Worker(self._engine_factory, self._on_result)
+        self.capture: Capture | None = None  # once the source is open
+        # start-up opens these in order; shutdown closes whatever it got to
+        self.events_endpoint: str | None = None
+        self.control_endpoint: str | None = None
+        self.journal: Journal | None = None
+        self.context: zmq.asyncio.Context | None = None
+        self.publisher: Publisher | None = None
+        self.control: ControlServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -98,14 +113,8 @@ class Daemon:
         self.context = zmq.asyncio.Context()
         endpoints = [self.events_endpoint, *self.config.transport.pub]
         self.publisher = Publisher(self.context, endpoints, self.journal)
-        handlers = {
-            "status": self._cmd_status,
-            "pause": self._cmd_pause,
-            "resume": self._cmd_resume,
-            "language": self._cmd_language,
-            "history": self._cmd_history,
-        }
-        self.control = ControlServer(self.context, self.control_endpoint, handlers)
+        commands = Commands(self).handlers()
+        self.control = ControlServer(self.context, self.control_endpoint, commands)
         log.info(
             "events on %s; control on %s; journal %s",
             ", ".join(endpoints),
@@ -114,93 +123,39 @@ class Daemon:
         )
 
     async def _main(self) -> int:
+        assert self.control is not None, "sockets first"
         control_task = asyncio.create_task(self.control.serve(), name="control")
-        self.worker = Worker(self._load_engine, self._on_result)
         try:
             if self._source is None:
                 cfg = self.config.audio
                 self._source = open_source(cfg.source, realtime=cfg.realtime, device=cfg.device)
-            self._set_state("warming", detail="loading and warming up the speech engine")
+            self.capture = Capture(
+                self._source, self.config.segmenter, self._new_id, self._on_heard
+            )
+            self._set_state(State.WARMING, detail="loading and warming up the speech engine")
             engine = await self.worker.start()
             try:
                 self.language = engine.check_language(self.language)
             except ValueError as exc:
                 raise ConfigError(f"engine.language: {exc}") from exc
             self.engine_name = engine.name
-            self._set_state("ready")
+            self._set_state(State.PAUSED if self.capture.paused else State.READY)
             worker_task = asyncio.create_task(self.worker.run(), name="worker")
             heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
-            exit_code = await self._capture_until_done()
+            failure = await self.capture.run(self._stop)
+            if failure is not None:
+                log.error("%s", failure)
+                self._publish(ErrorBody(message=str(failure), fatal=True))
             await self._drain(worker_task)
             heartbeat.cancel()
             await self._linger()
-            return exit_code
+            return 0 if failure is None else 1
         finally:
             control_task.cancel()
-            self._set_state("stopped")
+            self._set_state(State.STOPPED)
             if self._source is not None:
                 await self._source.aclose()
             await self.worker.shutdown()
-
-    async def _capture_until_done(self) -> int:
-        """Feed audio to the segmenter until end of input or a stop signal; flush what is open."""
-        assert self._source is not None
-        pump = asyncio.create_task(self._pump(self._source), name="audio")
-        stop = asyncio.create_task(self._stop.wait(), name="stop")
-        done, _ = await asyncio.wait({pump, stop}, return_when=asyncio.FIRST_COMPLETED)
-        if pump not in done:
-            # Stop at the source rather than cancelling the pump, which may be handing a finished
-            # utterance to a busy worker: that one must still be transcribed.
-            await self._source.aclose()
-            try:
-                await asyncio.wait_for(asyncio.shield(pump), STOP_CAPTURE_TIMEOUT_S)
-            except TimeoutError:
-                log.warning("audio capture did not stop within %.0f s", STOP_CAPTURE_TIMEOUT_S)
-        exit_code = 0
-        if pump in done and pump.exception() is not None:
-            exc = pump.exception()
-            if not isinstance(exc, DictatedError):
-                raise exc
-            log.error("%s", exc)
-            self._publish(ErrorBody(message=str(exc), fatal=True))
-            exit_code = 1
-        if not pump.done():
-            pump.cancel()
-            await asyncio.gather(pump, return_exceptions=True)
-        stop.cancel()
-        await self._on_segment_events(self._segment_flush())
-        return exit_code
-
-    async def _pump(self, source: AudioSource) -> None:
-        self._clock = clock = StreamClock(source.realtime)
-        async for block in source.blocks():
-            position = clock.samples
-            clock.add(len(block.pcm), block.captured_at)  # paused audio too: it is source time
-            if self._paused:
-                continue
-            if self._segmenter is None:
-                self._segmenter = Segmenter(self.config.segmenter, start_sample=position)
-            await self._on_segment_events(self._identify(self._segmenter.push(block.pcm)))
-
-    def _segment_flush(self) -> list[tuple[SegmenterEvent, str]]:
-        """End the open utterance (end of input, stop, pause); the next block starts afresh.
-
-        Synchronous, so a pause ends the utterance exactly where it was asked to.
-        """
-        segmenter, self._segmenter = self._segmenter, None
-        return self._identify(segmenter.flush()) if segmenter is not None else []
-
-    def _identify(self, events: list[SegmenterEvent]) -> list[tuple[SegmenterEvent, str]]:
-        """Each event with its utterance's id, assigned at speech start (in stream order)."""
-        tagged = []
-        for event in events:
-            if isinstance(event, SpeechStarted) or self._open_id is None:
-                self._utterances += 1
-                self._open_id = f"{self.run_id}-{self._utterances}"
-            tagged.append((event, self._open_id))
-            if isinstance(event, UtteranceEnded):
-                self._open_id = None
-        return tagged
 
     async def _drain(self, worker_task: asyncio.Task) -> None:
         """Let the worker finish every queued utterance; report any it cannot finish in time."""
@@ -211,7 +166,7 @@ class Daemon:
         except TimeoutError:
             worker_task.cancel()
             for job in self.worker.unfinished():
-                self._publish_failure(
+                await self._publish_failure(
                     job, f"not transcribed within {SHUTDOWN_TIMEOUT_S:.0f} s of shutdown"
                 )
 
@@ -222,11 +177,14 @@ class Daemon:
 
     async def _shutdown_sockets(self) -> None:
         """Close whatever start-up managed to open (it may have failed half way)."""
-        for name in ("control", "publisher", "journal"):
-            if (part := getattr(self, name, None)) is not None:
-                part.close()
-        if (context := getattr(self, "context", None)) is not None:
-            context.term()
+        if self.control is not None:
+            self.control.close()
+        if self.publisher is not None:
+            await self.publisher.aclose()  # sends what is queued; closes the journal
+        elif self.journal is not None:
+            self.journal.close()
+        if self.context is not None:
+            self.context.term()
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -247,208 +205,92 @@ class Daemon:
         self._stop.set()
 
     @property
-    def effective_state(self) -> str:
-        """What a client should show: `paused` while paused and otherwise ready."""
-        return "paused" if self._paused and self.state == "ready" else self.state
-
-    def _background(self, coro) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)  # keep a reference until done (asyncio holds only weak ones)
-        task.add_done_callback(self._tasks.discard)
-
-    @property
     def audio_driver_stuck(self) -> bool:
         return self._source is not None and self._source.driver_stuck
 
-    # -- the data flow ---------------------------------------------------------------------
+    # -- state, as the control commands change it ------------------------------------------
 
-    def _load_engine(self):
-        return create_engine(self.config.engine.name, self.config.engine_options)
-
-    async def _on_segment_events(self, events: list[tuple[SegmenterEvent, str]]) -> None:
-        for event, utterance_id in events:
-            await self._on_segment_event(event, utterance_id)
-
-    async def _on_segment_event(self, event: SegmenterEvent, utterance_id: str) -> None:
-        clock = self._clock
-        assert clock is not None, "events come from audio the clock has seen"
-        if isinstance(event, SpeechStarted | SpeechPaused):
-            sample = event.onset_sample if isinstance(event, SpeechStarted) else event.sample
-            kind = "speech_start" if isinstance(event, SpeechStarted) else "pause"
-            self._publish(VadBody(kind, utterance_id, clock.wall(sample), _stream_s(sample)))
-        elif isinstance(event, UtteranceEnded):
-            u = event.utterance
-            now = time.time()
-            job = Job(
-                id=utterance_id,
-                utterance=u,
-                language=self.language,
-                start_wall=clock.wall(u.start_sample),
-                speech_start_wall=min(clock.wall(u.onset_sample), now),
-                speech_end_wall=min(clock.wall(u.speech_end_sample), now),
-                closed_wall=now,
-                queued_wall=now,
-            )
-            self._publish(
-                VadBody("speech_end", job.id, job.speech_end_wall, _stream_s(u.speech_end_sample))
-            )
-            await self.worker.submit(job)
-
-    async def _on_result(self, result: JobResult) -> None:
-        job, u = result.job, result.job.utterance
-        if result.transcript is None:
-            self._publish_failure(job, f"transcription failed: {result.error}")
+    def pause(self) -> None:
+        """Ignore audio until resumed; the utterance under way is transcribed, not lost."""
+        if self.capture is None or self.capture.paused:
             return
-        t = result.transcript
-        now = time.time()
-        timings = {
-            "hangover": (job.closed_wall - job.speech_end_wall) * 1000,
-            "queue": (result.engine_started - job.queued_wall) * 1000,
-            "engine": (result.engine_finished - result.engine_started) * 1000,
-            "publish": (now - result.engine_finished) * 1000,
-            **{f"engine_{k}": v for k, v in t.timings_ms.items()},
-        }
-        body = TranscriptBody(
-            id=job.id,
-            text=t.text,
-            language=t.language,
-            start=job.start_wall,
-            end=job.speech_end_wall,
-            speech_start=job.speech_start_wall,
-            stream_start=_stream_s(u.onset_sample),
-            stream_end=_stream_s(u.speech_end_sample),
-            audio_s=round(u.duration_s, 3),
-            latency_ms=round((now - job.speech_end_wall) * 1000, 1),
-            engine=self.engine_name,
-            truncated=t.truncated,
-            reason=u.reason,
-            tokens=list(t.tokens),
-            timings_ms={k: round(v, 2) for k, v in timings.items()},
-        )
-        self._publish(body)
-        log.info("utterance %s (%.1f s, %s): %s", job.id, u.duration_s, u.reason, t.text)
+        self.capture.pause()
+        if self.state is State.READY:
+            self._set_state(State.PAUSED)
 
-    def _publish_failure(self, job: Job, message: str) -> None:
-        """An utterance that got no transcript: an error event naming it, and its audio kept."""
-        u = job.utterance
-        self._errors += 1
-        self._publish(
-            ErrorBody(
-                message=message,
-                fatal=False,
-                id=job.id,
-                start=job.start_wall,
-                end=job.speech_end_wall,
-                stream_start=_stream_s(u.onset_sample),
-                stream_end=_stream_s(u.speech_end_sample),
-                audio_s=round(u.duration_s, 3),
-                audio_path=_save_failed_audio(job),
-            )
-        )
+    def resume(self) -> None:
+        if self.capture is not None and self.capture.paused:
+            self.capture.resume()
+            if self.state is State.PAUSED:
+                self._set_state(State.READY)
 
-    def _publish(self, body: Body) -> None:
-        self.publisher.publish(body)
+    def set_language(self, language: str) -> None:
+        """Switch the language of the utterances that end from now on (checked by the caller)."""
+        self.language = language
+        self._publish(self.status_body())
 
-    def _status(self, heartbeat: bool = False, detail: str | None = None) -> StatusBody:
+    def status_body(self, heartbeat: bool = False, detail: str | None = None) -> StatusBody:
         """The one place a status body is made: events and the `status` reply say the same."""
-        worker = getattr(self, "worker", None)
         return StatusBody(
-            state=self.effective_state,
+            state=self.state,
             heartbeat=heartbeat,
             detail=detail,
-            engine=getattr(self, "engine_name", None),
+            engine=self.engine_name,
             language=self.language,
             source=self._source.description if self._source else None,
-            lag_s=round(worker.lag_s(), 3) if worker else None,
+            lag_s=round(self.worker.lag_s(), 3),
             uptime_s=round(time.time() - self.started_at, 1),
             utterances=self._utterances,
             errors=self._errors,
         )
 
-    def _set_state(self, state: str, detail: str | None = None) -> None:
+    def _set_state(self, state: State, detail: str | None = None) -> None:
         self.state = state
-        if hasattr(self, "publisher"):
-            self._publish(self._status(detail=detail))
-        log.info("state: %s", self.effective_state)
+        self._publish(self.status_body(detail=detail))
+        log.info("state: %s", state)
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            self._publish(self._status(heartbeat=True))
+            self._publish(self.status_body(heartbeat=True))
 
-    # -- control commands ------------------------------------------------------------------
+    # -- the data flow ---------------------------------------------------------------------
 
-    async def _cmd_status(self, request: dict) -> dict:
-        status = self._status().fields()
-        del status["heartbeat"]
-        return {
-            **status,
-            "engine": status.get("engine"),
-            "source": status.get("source"),
-            "version": __version__,
-            "pid": os.getpid(),
-            "pending": self.worker.pending(),
-            "seq": self.publisher.seq,
-            "endpoints": {"events": self.publisher.endpoints, "control": self.control_endpoint},
-            "journal": str(self.journal.path),
-        }
+    def _new_id(self) -> str:
+        self._ids += 1
+        return f"{self.run_id}-{self._ids}"
 
-    async def _cmd_pause(self, request: dict) -> dict:
-        if not self._paused:
-            self._paused = True
-            # the open utterance is transcribed, not lost; in a task, because handing it to a
-            # busy worker may wait, and the control socket must keep answering meanwhile
-            self._background(self._on_segment_events(self._segment_flush()))
-            self._publish(self._status())
-        return {"state": self.effective_state}
+    async def _on_heard(self, heard: list[Heard]) -> None:
+        assert self.capture is not None
+        clock = self.capture.clock
+        for item in heard:
+            if not isinstance(item.event, UtteranceEnded):
+                self._publish(vad_body(item, clock))
+                continue
+            job = make_job(item.event.utterance, item.id, self.language, clock, time.time())
+            self._utterances += 1
+            self._publish(speech_end_body(job))
+            await self.worker.submit(job)
 
-    async def _cmd_resume(self, request: dict) -> dict:
-        if self._paused:
-            self._paused = False
-            self._publish(self._status())
-        return {"state": self.effective_state}
+    async def _on_result(self, result: JobResult) -> None:
+        if result.transcript is None:
+            await self._publish_failure(result.job, f"transcription failed: {result.error}")
+            return
+        assert self.engine_name is not None
+        body = transcript_body(result, self.engine_name, time.time())
+        self._publish(body)
+        u = result.job.utterance
+        log.info("utterance %s (%.1f s, %s): %s", body.id, u.duration_s, u.reason, body.text)
 
-    async def _cmd_language(self, request: dict) -> dict:
-        language = request.get("language")
-        if language is None:
-            return {"language": self.language}
-        if not isinstance(language, str):
-            raise CommandError("'language' must be a string such as \"en\"")
-        engine = self.worker.engine
-        if engine is None:
-            raise CommandError("the engine is still loading; try again when status is ready")
-        try:
-            self.language = engine.check_language(language)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
-        self._publish(self._status())
-        return {"language": self.language}
+    async def _publish_failure(self, job: Job, message: str) -> None:
+        """An utterance that got no transcript: an error event naming it, and its audio kept."""
+        self._errors += 1
+        audio_path = await asyncio.to_thread(_save_failed_audio, job)  # a file write: off the loop
+        self._publish(failure_body(job, message, audio_path))
 
-    async def _cmd_history(self, request: dict) -> dict:
-        since = request.get("since", 0)
-        limit = request.get("limit", MAX_HISTORY)
-        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
-            raise CommandError("'since' must be a non-negative integer seq")
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= MAX_HISTORY:
-            raise CommandError(f"'limit' must be an integer in 1..{MAX_HISTORY}")
-        topics = request.get("topics")
-        if topics is not None and (
-            not isinstance(topics, list) or not all(t in TOPICS for t in topics)
-        ):
-            raise CommandError(
-                f"'topics' must be a list of topics ({', '.join(TOPICS)}), e.g. [\"transcript\"]"
-            )
-        events, more = self.journal.since(since, limit, topics)
-        return {
-            "events": [{"topic": e.topic, "event": e.body} for e in events],
-            "more": more,  # ask again from the last event's seq
-            "last_seq": self.publisher.seq,
-        }
-
-
-def _stream_s(sample: int) -> float:
-    """A source position in seconds from its first sample (ms precision)."""
-    return round(sample / SAMPLE_RATE, 3)
+    def _publish(self, body: Body) -> None:
+        assert self.publisher is not None, "sockets are opened before anything is published"
+        self.publisher.publish(body)
 
 
 def _save_failed_audio(job: Job) -> str | None:

@@ -16,6 +16,8 @@ from dictated.clients.control import CommandFailed
 from tests.daemon_proc import DaemonProcess, daemon_command, start_daemon
 from tests.speech import SENTENCES, silence, synthesize
 
+pytestmark = pytest.mark.slow  # the real daemon with a real model
+
 
 def utterance_bytes(text: str) -> bytes:
     return np.concatenate([silence(0.5), synthesize(text), silence(1.5)]).astype("<i2").tobytes()

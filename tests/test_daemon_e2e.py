@@ -16,6 +16,8 @@ from dictated.audio.load import load_audio
 from tests.conftest import DEMO_TXT, DEMO_WAV
 from tests.daemon_proc import TRANSCRIPT_SCHEMA, daemon_command, start_daemon
 
+pytestmark = pytest.mark.slow  # the real daemon with a real model
+
 
 def normalise(text: str) -> str:
     return jiwer.RemovePunctuation()(text.lower()).replace("-", " ").strip()

@@ -18,9 +18,12 @@ from tests import alsa
 from tests.daemon_proc import start_daemon
 from tests.speech import SENTENCES, silence, synthesize
 
-pytestmark = pytest.mark.skipif(
-    alsa.portaudio_missing_reason() is not None, reason=str(alsa.portaudio_missing_reason())
-)
+pytestmark = [
+    pytest.mark.skipif(
+        alsa.portaudio_missing_reason() is not None, reason=str(alsa.portaudio_missing_reason())
+    ),
+    pytest.mark.slow,  # the real daemon with a real model
+]
 
 CHUNK = 1600  # 100 ms
 

@@ -8,9 +8,12 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 
 from tests.daemon_proc import start_daemon
 from tests.speech import SENTENCES, silence, synthesize
+
+pytestmark = pytest.mark.slow  # the real daemon with a real model
 
 
 def test_sigterm_mid_speech_publishes_the_open_utterance(isolated_env, tmp_path):

@@ -5,11 +5,15 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
+
 from dictated.clients.control import ControlClient
 from dictated.clients.subscribe import Subscription
 from tests.daemon_proc import start_daemon
 from tests.speech import SENTENCES
 from tests.test_control import feed, wait_for_transcripts
+
+pytestmark = pytest.mark.slow  # the real daemon with a real model
 
 
 class CountingControl(ControlClient):

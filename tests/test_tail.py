@@ -7,9 +7,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.daemon_proc import start_daemon
 from tests.speech import SENTENCES
 from tests.test_control import feed, wait_for_transcripts
+
+pytestmark = pytest.mark.slow  # the real daemon with a real model
 
 
 def start_tail(env, *args) -> subprocess.Popen:

@@ -7,8 +7,11 @@ import subprocess
 import sys
 
 import jiwer
+import pytest
 
 from tests.conftest import DEMO_TXT, DEMO_WAV
+
+pytestmark = pytest.mark.slow  # a real model end to end
 
 
 def run(*args: str, env=None) -> subprocess.CompletedProcess:

@@ -6,11 +6,14 @@ import asyncio
 import threading
 
 import numpy as np
+import pytest
 
 from dictated.engines import EngineOptions, create_engine
 from dictated.events import Utterance
 from dictated.worker import Job, Worker
 from tests.speech import SENTENCES, silence, synthesize
+
+pytestmark = pytest.mark.slow  # a real model end to end
 
 
 def job(n: int, pcm: np.ndarray) -> Job:

@@ -121,11 +121,11 @@ class MicSource(AudioSource):
                 if block is not None:
                     yield block
         finally:
-            self._close_stream()
+            await self._close_stream()
 
     async def aclose(self) -> None:
         self._closing = True
-        self._close_stream()
+        await self._close_stream()
 
     async def _next_item(self, first: bool) -> _Captured | object:
         queue = self._queue
@@ -247,20 +247,27 @@ class MicSource(AudioSource):
             "" if rate == SAMPLE_RATE else f", resampled to {SAMPLE_RATE} Hz",
         )
 
-    def _close_stream(self) -> None:
-        """Stop and release the device; a driver that hangs is abandoned after close_timeout_s."""
+    async def _close_stream(self) -> None:
+        """Stop and release the device off the loop; a driver that hangs is abandoned after
+        close_timeout_s (on a daemon thread of its own, which exit does not wait for)."""
         stream, self._stream = self._stream, None
         if stream is None:
             return
-        done = threading.Event()
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
 
         def close() -> None:
-            stream.abort()  # not stop(): nothing to drain on input, and stop() waits for buffers
-            stream.close()
-            done.set()
+            try:
+                stream.abort()  # not stop(): nothing to drain on input; stop() waits for buffers
+                stream.close()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits now
+                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
 
         threading.Thread(target=close, name="dictated-mic-close", daemon=True).start()
-        if not done.wait(self._close_timeout_s):
+        try:
+            await asyncio.wait_for(done, self._close_timeout_s)
+        except TimeoutError:
             self.driver_stuck = True
             log.warning(
                 "audio device %r did not stop within %.1f s; abandoning its stream",

@@ -1,10 +1,12 @@
-"""The PUB socket and its single owner: only the event loop's publisher touches it."""
+"""The PUB socket and its single owner: only the publisher's sender task touches it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import zmq
 
@@ -16,8 +18,11 @@ log = logging.getLogger(__name__)
 
 
 class Publisher:
-    """Numbers events, journals the durable ones (fsync) and only then sends them.
+    """Numbers events, journals the durable ones (fsync) and only then sends them, in seq order.
 
+    `publish` never blocks the loop: it numbers the event and queues it; one sender task writes
+    the journal on its own thread (fsync can take milliseconds, more on a busy disk) and sends.
+    History is read on that same thread, so a reader never sees a half-written line.
     PUB never blocks: with no subscriber or a slow one, ZeroMQ drops at its high-water mark,
     which is why transcripts go through the journal first.
     """
@@ -29,6 +34,7 @@ class Publisher:
         # the new run's events as already seen. A run therefore starts at the wall clock in ms,
         # which no earlier run can have reached (it publishes far fewer than 1000 events a second).
         self.seq = max(journal.last_seq, time.time_ns() // 1_000_000)
+        self.sent_seq = self.seq  # the last event sent (journaled first, if it is journaled)
         self.endpoints = list(endpoints)
         # a plain (blocking-API) socket: PUB never blocks, and a send error must raise here
         self.socket = zmq.Context.shadow(context.underlying).socket(zmq.PUB)
@@ -43,22 +49,55 @@ class Publisher:
                     f"cannot publish on {endpoint}: {exc} (is another program or dictated using it? "
                     "choose another --pub / transport.pub endpoint)"
                 ) from exc
+        self._outbox: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._sender: asyncio.Task | None = None
 
     def publish(self, body: Body) -> Event:
+        """Number the event and queue it for the journal and the socket."""
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_all(), name="publisher")
         self.seq += 1
         event = body_event(self.seq, body)
-        if event.topic in JOURNALED_TOPICS:
-            try:
-                self.journal.append(event)
-            except OSError as exc:  # still publish: a live client should get the text
-                log.error(
-                    "could not write journal %s (seq %d not durable): %s",
-                    self.journal.path,
-                    self.seq,
-                    exc,
-                )
-        self.socket.send_multipart(encode_event(event))
+        self._outbox.put_nowait(event)
         return event
 
-    def close(self) -> None:
+    async def history(
+        self, since: int, limit: int, topics: Collection[str] | None
+    ) -> tuple[list[Event], bool, int]:
+        """Journaled events after `since` (see Journal.since) and the last seq sent before they
+        were read: everything up to it is in the journal or was live-only."""
+        last_sent = self.sent_seq
+        loop = asyncio.get_running_loop()
+        events, more = await loop.run_in_executor(
+            self._io, self.journal.since, since, limit, topics
+        )
+        return events, more, last_sent
+
+    async def _send_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (event := await self._outbox.get()) is not None:
+            if event.topic in JOURNALED_TOPICS:
+                try:
+                    await loop.run_in_executor(self._io, self.journal.append, event)
+                except OSError as exc:  # still publish: a live client should get the text
+                    log.error(
+                        "could not write journal %s (seq %d not durable): %s",
+                        self.journal.path,
+                        event.seq,
+                        exc,
+                    )
+            try:
+                self.socket.send_multipart(encode_event(event))
+            except Exception:  # one event that cannot be sent must not stop the later ones
+                log.exception("could not publish seq %d", event.seq)
+            self.sent_seq = event.seq
+
+    async def aclose(self) -> None:
+        """Send what is queued, then close the socket and the journal."""
+        if self._sender is not None:
+            self._outbox.put_nowait(None)
+            await self._sender
         self.socket.close()
+        self._io.shutdown(wait=True)
+        self.journal.close()

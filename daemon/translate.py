@@ -1,0 +1,98 @@
+"""The two translations of the data flow: a heard utterance into a job, a result into an event.
+
+Pure functions of their inputs (times are passed in), so they are the whole definition of what
+the events say about an utterance's times, and tests can check them without a daemon.
+"""
+
+from __future__ import annotations
+
+from .audio.format import SAMPLE_RATE
+from .capture import Heard
+from .clock import StreamClock
+from .events import SpeechPaused, SpeechStarted, Utterance
+from .protocol import ErrorBody, TranscriptBody, VadBody
+from .worker import Job, JobResult
+
+
+def stream_s(sample: int) -> float:
+    """A source position in seconds from its first sample (ms precision)."""
+    return round(sample / SAMPLE_RATE, 3)
+
+
+def vad_body(heard: Heard, clock: StreamClock) -> VadBody:
+    """The `vad` event of a speech start (at the onset, no pre-roll) or pause."""
+    event = heard.event
+    if isinstance(event, SpeechStarted):
+        kind, sample = "speech_start", event.onset_sample
+    elif isinstance(event, SpeechPaused):
+        kind, sample = "pause", event.sample
+    else:
+        raise TypeError(f"no vad event for {event!r}; an ended utterance becomes a job")
+    return VadBody(kind, heard.id, clock.wall(sample), stream_s(sample))
+
+
+def make_job(
+    utterance: Utterance, utterance_id: str, language: str, clock: StreamClock, now: float
+) -> Job:
+    """The job of an utterance the segmenter closed at `now` (capture times clamped to it)."""
+    return Job(
+        id=utterance_id,
+        utterance=utterance,
+        language=language,
+        start_wall=clock.wall(utterance.start_sample),
+        speech_start_wall=min(clock.wall(utterance.onset_sample), now),
+        speech_end_wall=min(clock.wall(utterance.speech_end_sample), now),
+        closed_wall=now,
+        queued_wall=now,
+    )
+
+
+def speech_end_body(job: Job) -> VadBody:
+    u = job.utterance
+    return VadBody("speech_end", job.id, job.speech_end_wall, stream_s(u.speech_end_sample))
+
+
+def transcript_body(result: JobResult, engine: str, now: float) -> TranscriptBody:
+    """The transcript of a job the engine finished, published at `now`."""
+    job, u, t = result.job, result.job.utterance, result.transcript
+    assert t is not None, "a failed job becomes an error event"
+    timings = {
+        "hangover": (job.closed_wall - job.speech_end_wall) * 1000,
+        "queue": (result.engine_started - job.queued_wall) * 1000,
+        "engine": (result.engine_finished - result.engine_started) * 1000,
+        "publish": (now - result.engine_finished) * 1000,
+        **{f"engine_{k}": v for k, v in t.timings_ms.items()},
+    }
+    return TranscriptBody(
+        id=job.id,
+        text=t.text,
+        language=t.language,
+        start=job.start_wall,
+        end=job.speech_end_wall,
+        speech_start=job.speech_start_wall,
+        stream_start=stream_s(u.onset_sample),
+        stream_end=stream_s(u.speech_end_sample),
+        audio_s=round(u.duration_s, 3),
+        latency_ms=round((now - job.speech_end_wall) * 1000, 1),
+        engine=engine,
+        truncated=t.truncated,
+        reason=u.reason,
+        tokens=list(t.tokens),
+        timings_ms={k: round(v, 2) for k, v in timings.items()},
+    )
+
+
+def failure_body(job: Job, message: str, audio_path: str | None) -> ErrorBody:
+    """The error event of an utterance that got no transcript: where it was, where its audio is."""
+    u = job.utterance
+    return ErrorBody(
+        message=message,
+        fatal=False,
+        id=job.id,
+        start=job.start_wall,
+        end=job.speech_end_wall,
+        stream_start=stream_s(u.onset_sample),
+        stream_end=stream_s(u.speech_end_sample),
+        audio_s=round(u.duration_s, 3),
+        audio_path=audio_path,
+    )
