@@ -74,6 +74,7 @@ def _check_ms(name: str, value: object, lo: int, hi: int) -> None:
 # -- does this text end a sentence? ---------------------------------------------------------------
 
 _SENTENCE_ENDS = frozenset(".!?。！？؟\u037e")  # \u037e: the Greek question mark
+_MORE_ENDS = {"el": frozenset(";")}  # Greek writes its question mark as a semicolon too
 _ELLIPSES = ("...", "…", "。。。")
 _CLOSERS = "\"'”’»)]}」』）›"
 # Words a sentence does not end on (conjunctions, articles, prepositions, auxiliaries): a text
@@ -352,14 +353,17 @@ _GOES_ON: dict[str, frozenset[str]] = {
 def ends_sentence(text: str, language: str) -> bool:
     """True if `text` ends a sentence: final punctuation, not an ellipsis, not after a word that
     leaves the sentence open. Languages without a word list go by punctuation alone."""
+    lang = language.split("-")[0].lower()
     t = text.rstrip().rstrip(_CLOSERS).rstrip()
-    if not t or t.endswith(_ELLIPSES) or t[-1] not in _SENTENCE_ENDS:
+    if not t or t.endswith(_ELLIPSES):
+        return False
+    if t[-1] not in _SENTENCE_ENDS and t[-1] not in _MORE_ENDS.get(lang, ()):
         return False
     words = t[:-1].split()
     if not words:
         return False
     last = "".join(c for c in words[-1] if not unicodedata.category(c).startswith("P")).lower()
-    return last not in _GOES_ON.get(language.split("-")[0].lower(), frozenset())
+    return last not in _GOES_ON.get(lang, frozenset())
 
 
 # -- the policy -----------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Transcript:
@@ -59,7 +61,14 @@ class EngineOptions:
     eos_bias: float | None = None  # cohere: None follows the decoder precision (0 f16, 4 int8)
     punctuation: bool = True  # cohere: <|pnc|> vs <|nopnc|>
     beam_size: int = 1  # whisper
+    window_s: float | None = None  # whisper: encoder window; None: auto (twice the audio, 10-30 s)
     cache_dir: Path | None = None  # compiled CoreML models and downloads
+
+    def __post_init__(self) -> None:
+        if self.window_s is not None and not 5.0 <= self.window_s <= 30.0:
+            raise ConfigError(
+                f"engine.window_s must be between 5 and 30 s (Whisper's window), got {self.window_s}"
+            )
 
 
 #: `relative_cost` at or below this makes a partial result "cheap" (speculation.partials = "cheap")
