@@ -82,7 +82,9 @@ class SegmenterOptions:
     end_window_ms: int = 450  # window whose voiced fraction keeps speech going ...
     end_ratio: float = 0.5  # ... while it stays at least this
     hangover_ms: int = 600  # an utterance ends after this long without speech going on
-    pause_ms: int = 240  # SpeechPaused after this long without a voiced frame (capped by hangover)
+    pause_ms: int = (
+        180  # SpeechPaused (a speculative decode starts) this long after the last voiced frame
+    )
     min_speech_ms: int = 300  # utterances with less voiced audio than this are dropped as blips
     max_utterance_s: float = MAX_UTTERANCE_S  # hard cap; longer speech is cut and carried on
     cut_search_ms: int = 6000  # how far back from the cap to look for a pause to cut at
