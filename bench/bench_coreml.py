@@ -46,7 +46,7 @@ def tiny_model(base: Path, name: str) -> Path:
 
 
 def export(model: Path, out: Path, precision: str) -> tuple[float, Path]:
-    from dictated.export import ExportOptions, export_model
+    from dictated.engines.cohere.coreml.export import ExportOptions, export_model
 
     start = time.perf_counter()
     export_model(ExportOptions(model=str(model), out=out, precision=precision, cache_external=True))
@@ -93,8 +93,8 @@ def timed(fn, repeats: int) -> float:
 
 
 def macos_report(model_dir: Path, base: Path, repeats: int) -> None:
-    from dictated.engines.cohere.coreml_models import find_layout
-    from dictated.engines.cohere.runtime_coreml import CoreMLRuntime, CoreMLToolsBackend
+    from dictated.engines.cohere.coreml.models import find_layout
+    from dictated.engines.cohere.coreml.runtime import CoreMLRuntime, CoreMLToolsBackend
 
     layout = find_layout(model_dir)
     packages = [b.path for b in layout.encoders] + [layout.decoder]

@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.set_defaults(func=cmd_config)
 
     try:
-        from .models_cli import register
+        from .models_command import register
     except ImportError:  # pragma: no cover - the models command ships with the CoreML work
         pass
     else:

@@ -50,7 +50,7 @@ def tiny_export(
     """An export with both decoder flavours and the traced modules kept for the stand-in."""
     key = (seed, eos_bias, precision, buckets, cache_external)
     if key not in _exports:
-        from dictated.export import ExportOptions, export_model
+        from dictated.engines.cohere.coreml.export import ExportOptions, export_model
 
         model = tiny_model(tmp_path_factory, seed, eos_bias)
         out = (
@@ -76,8 +76,8 @@ def with_decoder(out: Path, decoder: str):
     """The layout of `out`, using `decoder` (a package file name) as its decoder."""
     import dataclasses
 
-    from dictated.engines.cohere.coreml_models import find_layout
-    from dictated.engines.cohere.coreml_signature import read_signature
+    from dictated.engines.cohere.coreml.models import find_layout
+    from dictated.engines.cohere.coreml.signature import read_signature
 
     layout = find_layout(out)
     return dataclasses.replace(

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dictated.engines.cohere.coreml_models import EXPORT_MANIFEST
-from dictated.engines.cohere.coreml_signature import read_signature
+from dictated.engines.cohere.coreml.models import EXPORT_MANIFEST
+from dictated.engines.cohere.coreml.signature import read_signature
 
 
 class StandInError(AssertionError):

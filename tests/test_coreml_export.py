@@ -17,15 +17,15 @@ pytest.importorskip("transformers")
 from cohere_fixtures import load_tiny_model  # noqa: E402
 from coreml_exports import BUCKETS, MAX_POSITIONS, TINY, tiny_export, tiny_model  # noqa: E402
 
-from dictated.engines.cohere import coreml_contract as contract  # noqa: E402
-from dictated.engines.cohere.coreml_models import sha256_file  # noqa: E402
-from dictated.engines.cohere.coreml_signature import (  # noqa: E402
+from dictated.engines.cohere.coreml import contract  # noqa: E402
+from dictated.engines.cohere.coreml.export import ExportOptions, export_model, parse_buckets  # noqa: E402
+from dictated.engines.cohere.coreml.models import sha256_file  # noqa: E402
+from dictated.engines.cohere.coreml.signature import (  # noqa: E402
     decoder_flavour,
     read_signature,
     weight_precision,
 )
 from dictated.errors import ConfigError, ModelError  # noqa: E402
-from dictated.export import ExportOptions, export_model, parse_buckets  # noqa: E402
 
 F16, F32, I32 = np.float16, np.float32, np.int32
 
@@ -348,7 +348,7 @@ def test_cli_export_and_force(tmp_path, tmp_path_factory, capsys, restore_loggin
 @pytest.mark.skipif(sys.platform == "darwin", reason="checks the Linux message")
 def test_engine_refuses_linux_clearly(fp16):
     from dictated.engines.base import EngineOptions
-    from dictated.engines.cohere.engine_coreml import CohereCoreMLEngine
+    from dictated.engines.cohere.coreml.engine import CohereCoreMLEngine
 
     assert (
         CohereCoreMLEngine.unavailable_reason(EngineOptions(model=str(fp16)))
@@ -368,7 +368,7 @@ def test_engine_refuses_linux_clearly(fp16):
     ],
 )
 def test_bucket_lists_that_would_fail_at_run_time_are_refused(text, message):
-    from dictated.export.pipeline import parse_buckets
+    from dictated.engines.cohere.coreml.export.pipeline import parse_buckets
 
     with pytest.raises(ConfigError, match=message):
         parse_buckets(text)
@@ -376,7 +376,7 @@ def test_bucket_lists_that_would_fail_at_run_time_are_refused(text, message):
 
 
 def test_too_few_decoder_positions_are_refused(tmp_path):
-    from dictated.export.pipeline import ExportOptions
+    from dictated.engines.cohere.coreml.export.pipeline import ExportOptions
 
     with pytest.raises(ConfigError, match="max-positions: 10 leaves no room"):
         ExportOptions(model="m", out=tmp_path, max_positions=10)
@@ -391,7 +391,7 @@ def test_checkpoint_with_only_tokenizer_json_exports_the_same_vocabulary(
 
     import transformers
 
-    from dictated.export.pipeline import _copy_tokenizer
+    from dictated.engines.cohere.coreml.export.pipeline import _copy_tokenizer
 
     model = tiny_model(tmp_path_factory)
     only_json = tmp_path / "json"

@@ -23,12 +23,12 @@ from coreml_exports import first_divergence, reference_gap, tiny_export, tiny_mo
 
 from dictated.audio.format import int16_to_float32  # noqa: E402
 from dictated.engines.base import EngineOptions  # noqa: E402
-from dictated.engines.cohere import coreml_contract as contract  # noqa: E402
-from dictated.engines.cohere.coreml_compile import CompileCache  # noqa: E402
-from dictated.engines.cohere.coreml_signature import read_signature  # noqa: E402
+from dictated.engines.cohere.coreml import contract  # noqa: E402
+from dictated.engines.cohere.coreml.compile import CompileCache  # noqa: E402
+from dictated.engines.cohere.coreml.engine import CohereCoreMLEngine  # noqa: E402
+from dictated.engines.cohere.coreml.runtime import CoreMLToolsBackend  # noqa: E402
+from dictated.engines.cohere.coreml.signature import read_signature  # noqa: E402
 from dictated.engines.cohere.engine import CohereTorchEngine  # noqa: E402
-from dictated.engines.cohere.engine_coreml import CohereCoreMLEngine  # noqa: E402
-from dictated.engines.cohere.runtime_coreml import CoreMLToolsBackend  # noqa: E402
 
 STATEFUL = "cohere_decoder_stateful.mlpackage"
 EXTERNAL = "cohere_decoder_cache_external_v2.mlpackage"

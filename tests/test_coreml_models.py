@@ -16,10 +16,10 @@ pytest.importorskip("transformers")
 
 from coreml_exports import tiny_export  # noqa: E402
 
-from dictated.engines.cohere import coreml_contract as contract  # noqa: E402
-from dictated.engines.cohere import coreml_pull  # noqa: E402
-from dictated.engines.cohere.coreml_models import find_layout, verify  # noqa: E402
-from dictated.engines.cohere.coreml_signature import read_signature  # noqa: E402
+from dictated.engines.cohere.coreml import contract  # noqa: E402
+from dictated.engines.cohere.coreml import pull as coreml_pull  # noqa: E402
+from dictated.engines.cohere.coreml.models import find_layout, verify  # noqa: E402
+from dictated.engines.cohere.coreml.signature import read_signature  # noqa: E402
 from dictated.errors import ConfigError, ModelError  # noqa: E402
 
 STATEFUL = "cohere_decoder_stateful.mlpackage"
@@ -302,8 +302,8 @@ def test_pull_records_and_verifies_what_it_downloaded(export, tmp_path, monkeypa
     shutil.copytree(export / EXTERNAL, mirror / "q8" / EXTERNAL)
     shutil.copy(export / "vocab.json", mirror / "vocab.json")
     listing = sorted(p.relative_to(mirror).as_posix() for p in mirror.rglob("*") if p.is_file())
-    from dictated import hub
-    from dictated.engines.cohere.coreml_models import sha256_file
+    from dictated import downloads
+    from dictated.engines.cohere.coreml.models import sha256_file
 
     def download(repo_id, *, revision=None, allow_patterns=None, cache_dir=None, local_dir=None):
         assert repo_id == coreml_pull.REPO_ID and revision == "abc123"
@@ -316,8 +316,8 @@ def test_pull_records_and_verifies_what_it_downloaded(export, tmp_path, monkeypa
         rel: {"size": (mirror / rel).stat().st_size, "sha256": sha256_file(mirror / rel)}
         for rel in listing
     }
-    monkeypatch.setattr(hub, "list_repo_files", lambda repo_id, revision=None: listing)
-    monkeypatch.setattr(hub, "download_snapshot", download)
+    monkeypatch.setattr(downloads, "list_repo_files", lambda repo_id, revision=None: listing)
+    monkeypatch.setattr(downloads, "download_snapshot", download)
     monkeypatch.setattr(
         coreml_pull,
         "_remote_records",
@@ -389,8 +389,8 @@ def test_cli_verify_and_list(export, copy, tmp_path, capsys, monkeypatch):
 
 
 def test_the_engine_finds_models_by_path_name_or_default(export, tmp_path, monkeypatch):
-    from dictated.engines.cohere.coreml_models import models_root
-    from dictated.engines.cohere.engine_coreml import resolve_model_dir
+    from dictated.engines.cohere.coreml.engine import resolve_model_dir
+    from dictated.engines.cohere.coreml.models import models_root
 
     private_data_dir(monkeypatch, tmp_path)
     with pytest.raises(ModelError, match=r"no CoreML models found in .*run `dictated models pull`"):

@@ -21,10 +21,10 @@ from coreml_standin import StandInError, TracedStandInBackend  # noqa: E402
 
 from dictated.audio.format import int16_to_float32  # noqa: E402
 from dictated.engines.base import EngineOptions  # noqa: E402
-from dictated.engines.cohere import coreml_contract as contract  # noqa: E402
-from dictated.engines.cohere.coreml_compile import CompileCache  # noqa: E402
+from dictated.engines.cohere.coreml import contract  # noqa: E402
+from dictated.engines.cohere.coreml.compile import CompileCache  # noqa: E402
+from dictated.engines.cohere.coreml.engine import CohereCoreMLEngine  # noqa: E402
 from dictated.engines.cohere.engine import CohereTorchEngine  # noqa: E402
-from dictated.engines.cohere.engine_coreml import CohereCoreMLEngine  # noqa: E402
 from dictated.errors import ConfigError  # noqa: E402
 
 STATEFUL = "cohere_decoder_stateful.mlpackage"

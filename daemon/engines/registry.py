@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 _ENGINES: dict[str, str] = {
     "whisper": ".whisper:WhisperEngine",
     "cohere-torch": ".cohere.engine:CohereTorchEngine",
-    "cohere-coreml": ".cohere.engine_coreml:CohereCoreMLEngine",
+    "cohere-coreml": ".cohere.coreml.engine:CohereCoreMLEngine",
 }
 ENGINE_NAMES: tuple[str, ...] = ("auto", *_ENGINES)
 

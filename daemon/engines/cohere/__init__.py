@@ -1,4 +1,5 @@
 """Cohere Transcribe as stages: features -> runtime (encoder, decoder steps) -> decoding policy -> tokenizer.
 
-Only the runtime differs between CoreML (`runtime_coreml`) and PyTorch (`runtime_torch`).
+Only the runtime differs between CoreML (`coreml/`: its engine, runtime, model manager, compile
+cache and export) and PyTorch (`runtime_torch`); the stages here are shared by both.
 """

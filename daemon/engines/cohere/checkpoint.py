@@ -68,7 +68,7 @@ def resolve_checkpoint(
         return cached
     if not download:
         raise ModelError(f"{repo_id} is not in the local Hugging Face cache")
-    from ...hub import download_snapshot
+    from ...downloads import download_snapshot
 
     log.info("downloading %s from the Hugging Face hub", repo_id)
     path = download_snapshot(repo_id, allow_patterns=ALLOW_PATTERNS, cache_dir=cache_dir)

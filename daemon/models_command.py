@@ -1,6 +1,6 @@
 """`dictated models pull|list|verify|export`: the CoreML model manager's command line.
 
-A thin layer: parse, call `engines.cohere.coreml_pull` / `coreml_models` / `dictated.export`, print.
+A thin layer: parse, call `engines.cohere.coreml`'s `pull` / `models` / `export`, print.
 Errors are DictatedError subclasses, mapped to messages and exit codes by `cli.main`.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     """Add the `models` command (with its subcommands) to the main parser's subparsers."""
-    from .engines.cohere.coreml_pull import DEFAULT_VARIANT, VARIANTS
+    from .engines.cohere.coreml.pull import DEFAULT_VARIANT, VARIANTS
 
     models = subparsers.add_parser("models", help="download, list, verify or export CoreML models")
     sub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
@@ -112,7 +112,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from .engines.cohere.coreml_pull import pull
+    from .engines.cohere.coreml.pull import pull
 
     _setup_logging(args)
     dest = pull(args.variant, revision=args.revision, dest=args.dest)
@@ -125,8 +125,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .engines.cohere.coreml_models import installed_models, models_root
-    from .engines.cohere.engine_coreml import resolve_model_dir
+    from .engines.cohere.coreml.engine import resolve_model_dir
+    from .engines.cohere.coreml.models import installed_models, models_root
     from .errors import ModelError
 
     _setup_logging(args)
@@ -151,8 +151,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _describe(path: Path, default: Path | None) -> tuple[str, ...]:
-    from .engines.cohere.coreml_models import find_layout, read_manifest
-    from .engines.cohere.coreml_signature import weight_precision
+    from .engines.cohere.coreml.models import find_layout, read_manifest
+    from .engines.cohere.coreml.signature import weight_precision
     from .errors import DictatedError
 
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
@@ -187,8 +187,8 @@ def _describe(path: Path, default: Path | None) -> tuple[str, ...]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .engines.cohere.coreml_models import verify
-    from .engines.cohere.engine_coreml import resolve_model_dir
+    from .engines.cohere.coreml.engine import resolve_model_dir
+    from .engines.cohere.coreml.models import verify
 
     _setup_logging(args)
     root = resolve_model_dir(args.path)
@@ -205,8 +205,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .engines.cohere.coreml_models import models_root
-    from .export import ExportOptions, export_model, parse_buckets
+    from .engines.cohere.coreml.export import ExportOptions, export_model, parse_buckets
+    from .engines.cohere.coreml.models import models_root
 
     _setup_logging(args)
     out = args.out or models_root() / f"export-{args.precision}"

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ModelError
-from . import coreml_contract as contract
+from dictated.errors import ModelError
+
+from . import contract
 
 # CoreML ArrayFeatureType.ArrayDataType values (FeatureTypes.proto)
 _PROTO_DTYPES = {
@@ -117,7 +118,7 @@ def _read_package(path: Path) -> ModelSignature:
     try:
         from coremltools.models.utils import load_spec
     except ImportError as exc:  # pragma: no cover - coremltools is an extra
-        from ...errors import MissingDependencyError
+        from dictated.errors import MissingDependencyError
 
         raise MissingDependencyError(
             "coremltools", "reading CoreML packages", "pip install 'dictated[coreml]'"

@@ -18,10 +18,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ... import paths
-from ...errors import ModelError
-from . import coreml_contract as contract
-from .coreml_signature import ModelSignature, decoder_flavour, read_signature
+from dictated import paths
+from dictated.errors import ModelError
+
+from . import contract
+from .signature import ModelSignature, decoder_flavour, read_signature
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """CoreML runtime for Cohere Transcribe: encoder bucket(s) + one decoder, any published flavour.
 
-Everything that can differ between packages is read from their signatures (`coreml_signature`):
+Everything that can differ between packages is read from their signatures (`signature`):
 the decoder flavour (stateful State API; cache-external v1 with a growing attention mask; v2 with a
 fixed additive causal mask), input dtypes, the KV capacity, encoder frame counts, whether the
 decoder frames are fixed (published: 438) or flexible (our export), and whether `logits` are raw or
@@ -20,12 +20,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ...errors import ConfigError, MissingDependencyError, ModelError
-from . import coreml_contract as contract
-from .coreml_contract import DecoderFlavour
-from .coreml_models import EncoderBucket, ModelLayout
-from .coreml_signature import TensorSpec, weight_precision
-from .runtime import CohereRuntime, DecoderSession, EncoderOutput
+from dictated.errors import ConfigError, MissingDependencyError, ModelError
+
+from ..runtime import CohereRuntime, DecoderSession, EncoderOutput
+from . import contract
+from .contract import DecoderFlavour
+from .models import EncoderBucket, ModelLayout
+from .signature import TensorSpec, weight_precision
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class CoreMLToolsBackend:
     """Real CoreML through coremltools (macOS); .mlpackage files go through the compile cache."""
 
     def __init__(self, cache_dir: Path):
-        from .coreml_compile import CompileCache
+        from .compile import CompileCache
 
         self.cache = CompileCache(Path(cache_dir) / "coreml")
 

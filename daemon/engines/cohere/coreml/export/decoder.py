@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..engines.cohere import coreml_contract as contract
+from .. import contract
 
 
 class _DecoderCore(nn.Module):

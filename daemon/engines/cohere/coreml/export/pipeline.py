@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..audio.format import MAX_UTTERANCE_S
-from ..engines.cohere import coreml_contract as contract
-from ..engines.cohere import coreml_models
-from ..errors import ConfigError, MissingDependencyError, ModelError
+from dictated.audio.format import MAX_UTTERANCE_S
+from dictated.errors import ConfigError, MissingDependencyError, ModelError
+
+from .. import contract
+from .. import models as coreml_models
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,8 @@ def export_model(options: ExportOptions) -> ExportResult:
     _require_export_deps()
     import torch
 
-    from ..engines.cohere.checkpoint import resolve_checkpoint
-    from ..engines.cohere.runtime_torch import load_model
+    from ...checkpoint import resolve_checkpoint
+    from ...runtime_torch import load_model
 
     timings: dict[str, float] = {}
     out = Path(options.out).expanduser()
@@ -328,8 +329,9 @@ def _checkpoint_dir(options: ExportOptions, resolve_checkpoint) -> Path:
     """A local directory, or the hub repo (at `revision` when given) through the HF cache."""
     if options.revision is None or Path(options.model).expanduser().exists():
         return resolve_checkpoint(options.model, options.cache_dir)
-    from ..engines.cohere.checkpoint import ALLOW_PATTERNS, checkpoint_problem
-    from ..hub import download_snapshot
+    from dictated.downloads import download_snapshot
+
+    from ...checkpoint import ALLOW_PATTERNS, checkpoint_problem
 
     path = download_snapshot(
         options.model,
@@ -346,7 +348,7 @@ def _checkpoint_dir(options: ExportOptions, resolve_checkpoint) -> Path:
 
 
 def _output_frames(package: Path) -> int:
-    from ..engines.cohere.coreml_signature import read_signature
+    from ..signature import read_signature
 
     return read_signature(package).outputs[contract.ENC_HIDDEN].shape[1]
 
@@ -356,7 +358,7 @@ def _copy_tokenizer(model_dir: Path, staging: Path) -> list[str]:
     from whichever tokenizer the checkpoint has (tokenizer.model, tokenizer.json or vocab.json)."""
     import json
 
-    from ..engines.cohere.tokenizer import CohereTokenizer
+    from ...tokenizer import CohereTokenizer
 
     tokenizer = CohereTokenizer.from_dir(model_dir)  # ModelError naming what is missing
     written = []

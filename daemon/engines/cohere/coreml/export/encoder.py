@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from ..engines.cohere import coreml_contract as contract
+from .. import contract
 
 
 class EncoderForExport(nn.Module):

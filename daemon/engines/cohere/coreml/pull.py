@@ -21,8 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import ConfigError, ModelError
-from .coreml_models import PULL_MANIFEST, file_records, models_root, verify, write_manifest
+from dictated.errors import ConfigError, ModelError
+
+from .models import PULL_MANIFEST, file_records, models_root, verify, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def _kind(package: str) -> str | None:
 def _pick(candidates: Sequence[str]) -> str | None:
     """Prefer the compiled .mlmodelc of a same-named pair: it loads in about a second, where the
     .mlpackage is compiled on first load (minutes) and kept a second time in the compile cache.
-    Both are readable on any OS (`coreml_signature`)."""
+    Both are readable on any OS (`signature`)."""
     ordered = sorted(candidates, key=lambda p: (not p.endswith(".mlmodelc"), p))
     return ordered[0] if ordered else None
 
@@ -208,14 +209,14 @@ def pull(
 ) -> Path:
     """Download `variant` into `dest` (default `<data dir>/models/cohere-coreml/<variant>`), check
     every file against the hub's sizes and hashes, record them, and return `dest`."""
-    from ... import hub
+    from dictated import downloads
 
     if variant not in VARIANTS:
         raise ConfigError(f"variant: {variant!r} is not one of {', '.join(VARIANTS)}")
     spec = VARIANTS[variant]
     dest = Path(dest).expanduser() if dest else models_root() / variant
     log.info("listing %s%s", REPO_ID, f" at {revision}" if revision else "")
-    listing = hub.list_repo_files(REPO_ID, revision=revision)
+    listing = downloads.list_repo_files(REPO_ID, revision=revision)
     selection = select_files(listing, spec)
     log.info(
         "variant %s: encoder %s, decoder %s, vocabulary %s",
@@ -227,7 +228,7 @@ def pull(
     commit, remote = _remote_records(REPO_ID, revision, selection.files)
     dest.mkdir(parents=True, exist_ok=True)
     _remove_stale(dest, selection.files)
-    hub.download_snapshot(
+    downloads.download_snapshot(
         REPO_ID, revision=commit or revision, allow_patterns=selection.files, local_dir=dest
     )
 

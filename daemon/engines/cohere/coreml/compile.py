@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ...errors import ModelError
-from .coreml_models import package_files, sha256_file
+from dictated.errors import ModelError
+
+from .models import package_files, sha256_file
 
 log = logging.getLogger(__name__)
 

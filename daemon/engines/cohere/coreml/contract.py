@@ -1,7 +1,7 @@
 """The CoreML model contract for Cohere Transcribe, named once.
 
 These names, shapes and rules are what FluidInference's published packages use and what our own
-export (`dictated.export`) produces, so one runtime serves both. The runtime reads everything that
+export (`dictated.engines.cohere.coreml.export`) produces, so one runtime serves both. The runtime reads everything that
 can vary (frame counts, cache length, dtypes, flavour) from the packages' own signatures; this
 module only holds what is fixed by the contract.
 """

@@ -13,14 +13,15 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
-from ... import paths
-from ...errors import ConfigError, MissingDependencyError, ModelError
-from ..base import EngineOptions
-from .coreml_contract import DEC_LOGITS, DecoderFlavour
-from .coreml_models import find_layout, find_packages, installed_models, models_root
-from .coreml_pull import DEFAULT_VARIANT
-from .engine import CohereEngine
-from .tokenizer import CohereTokenizer
+from dictated import paths
+from dictated.errors import ConfigError, MissingDependencyError, ModelError
+
+from ...base import EngineOptions
+from ..engine import CohereEngine
+from ..tokenizer import CohereTokenizer
+from .contract import DEC_LOGITS, DecoderFlavour
+from .models import find_layout, find_packages, installed_models, models_root
+from .pull import DEFAULT_VARIANT
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class CohereCoreMLEngine(CohereEngine):
             raise MissingDependencyError(
                 "coremltools", "the cohere-coreml engine", "pip install 'dictated[coreml]'"
             )
-        from .runtime_coreml import CoreMLToolsBackend
+        from .runtime import CoreMLToolsBackend
 
         layout = find_layout(resolve_model_dir(options.model))
         _check_macos_version(layout)
@@ -99,7 +100,7 @@ class CohereCoreMLEngine(CohereEngine):
     @classmethod
     def from_layout(cls, layout, backend, options: EngineOptions) -> CohereCoreMLEngine:
         """Build the engine over any backend (tests pass the TorchScript stand-in)."""
-        from .runtime_coreml import CoreMLRuntime
+        from .runtime import CoreMLRuntime
 
         tokenizer = load_tokenizer(layout.vocab)
         vocab = layout.decoder_signature.outputs[DEC_LOGITS].shape[-1]
