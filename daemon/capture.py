@@ -50,9 +50,10 @@ class Capture:
         options: SegmenterOptions,
         new_id: Callable[[], str],
         on_heard: OnHeard,
-        after_block: Callable[[], None] | None = None,
+        after_block: Callable[[int], None] | None = None,
     ):
-        """`after_block` runs after each block the segmenter took (partial results tick there)."""
+        """`after_block(stream_samples)` runs after each block the segmenter took (partial
+        results tick there)."""
         self.source = source
         self.clock = StreamClock(source.realtime)  # the source's timeline, for the whole run
         self.paused = False
@@ -138,7 +139,7 @@ class Capture:
                     await asyncio.gather(*self._flushes)
                 await self._on_heard(heard)
             if self._after_block is not None:
-                self._after_block()
+                self._after_block(clock.samples)
 
     def _flush(self) -> list[Heard]:
         """End the open utterance (synchronously, so exactly where asked); the next block after

@@ -306,9 +306,9 @@ class Daemon:
             self._publish(speech_end_body(job))
             await self.worker.submit(job)
 
-    def _after_block(self) -> None:
+    def _after_block(self, stream_samples: int) -> None:
         if self.speculator is not None:
-            self.speculator.audio()
+            self.speculator.audio(stream_samples)
 
     def _on_speculative(self, result: SpeculativeResult) -> bool:
         return self.speculator.on_result(result) if self.speculator is not None else False

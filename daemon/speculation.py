@@ -407,6 +407,10 @@ class Speculator:
         self._end_early = end_early
         self._publish = publish
         self._language = language
+        # partials at all: `cheap` asks the engine about a one-second clip, its cheapest
+        self._partials = options.partials == "on" or (
+            options.partials == "cheap" and engine.relative_cost(SAMPLE_RATE) <= CHEAP_COST
+        )
         self._open: OpenUtterance | None = None
         self._next_partial = 0  # stream offset from which the next partial is due
         self._paused = False
@@ -416,7 +420,7 @@ class Speculator:
         return (
             f"speculation {'on' if self.speculate else 'off'}, adaptive end "
             f"{'on' if self.speculate and self.options.adaptive_end else 'off'}, "
-            f"partials {self.options.partials}"
+            f"partials {self.options.partials} ({'on' if self._partials else 'off'} for this engine)"
         )
 
     # -- segmenter events, in stream order ----------------------------------------------------
@@ -433,16 +437,18 @@ class Speculator:
 
     def resumed(self, utterance_id: str) -> None:
         self._paused = False
-        if not self._partials_wanted(self._open_length()):
+        if not self._partials:
             self._worker.cancel_speculation(utterance_id)  # else its text is shown as a partial
 
     def ended(self, utterance_id: str) -> None:
         if self._open is not None and self._open.id == utterance_id:
             self._open = None
 
-    def audio(self) -> None:
-        """After each block of audio: a partial result when one is due."""
-        if self.options.partials == "off" or self._open is None or self._paused:
+    def audio(self, stream_samples: int) -> None:
+        """After each block (the stream is at `stream_samples`): a partial result when one is due."""
+        if not self._partials or self._open is None or self._paused:
+            return
+        if stream_samples < self._next_partial:
             return
         audio = self._open_audio()
         if audio is None or audio.start_sample != self._open.start_sample:
@@ -486,15 +492,10 @@ class Speculator:
     def _interval_samples(self) -> int:
         return self.options.partial_interval_ms * SAMPLE_RATE // 1000
 
-    def _open_length(self) -> int:
-        audio = self._open_audio()
-        return 0 if audio is None else len(audio.pcm)
-
     def _partials_wanted(self, samples: int) -> bool:
+        """Partials for a clip this long (`cheap`: a Cohere clip past the smallest bucket, no)."""
         mode = self.options.partials
-        return mode == "on" or (
-            mode == "cheap" and self.engine.relative_cost(samples) <= CHEAP_COST
-        )
+        return self._partials and (mode == "on" or self.engine.relative_cost(samples) <= CHEAP_COST)
 
     def _request(self, utterance_id: str, reason: str) -> None:
         audio = self._open_audio()
