@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import numpy as np
 import pytest
@@ -309,10 +310,17 @@ def test_partials_precede_their_final_and_none_follow_it(isolated_env, free_port
     """Two utterances, the first with pauses inside it: partials carry the final's id, come
     before it, never after; the final covers all of its speech; nothing live-only is journaled."""
     signal = compose(SENTENCES[:3], [0.45, 1.5])
-    source = GatedSource(signal.pcm, pace_s=0.02)
+    held = len(signal.pcm) - SR // 5  # in the final silence: both utterances have ended
+    source = GatedSource(signal.pcm, gates=(held,), pace_s=0.02)
     engine = FakeEngine(delay_s=0.01)
     options = speculating(partials="on", partial_interval_ms=500, adaptive_end=False)
     run = InProcess(isolated_env, free_port, source, engine, tmp_path, options).start()
+    time.sleep(0.1)
+    assert source.waiting.wait(60)
+    run.receive(lambda events: sum(t == "transcript" for t, _ in events) == 2)
+    history = run.control.request("history", since=0)["events"]
+    assert [e["topic"] for e in history] == ["transcript", "transcript"]
+    source.go.set()
     assert run.finish() == 0
     finals = transcripts_by_id(run)
     assert len(finals) == 2
