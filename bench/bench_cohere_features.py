@@ -45,7 +45,7 @@ def main() -> None:
     import torch
     from transformers import CohereAsrFeatureExtractor
 
-    from dictated.audio.format import int16_to_float32
+    from dictated.audio.format import SAMPLE_RATE, int16_to_float32
     from dictated.engines.cohere.features import compute_features
 
     if args.torch_threads:
@@ -56,14 +56,14 @@ def main() -> None:
     reference = CohereAsrFeatureExtractor(dither=0.0)
     rows = []
     for seconds in (5, 35):
-        x = speech[: seconds * 16000]
+        x = speech[: seconds * SAMPLE_RATE]
         ours = compute_features(x)
-        theirs = reference(x, sampling_rate=16000, return_tensors="np")["input_features"][0]
+        theirs = reference(x, sampling_rate=SAMPLE_RATE, return_tensors="np")["input_features"][0]
         diff = float(np.abs(ours.values - theirs).max())
         t_ours, t_ref = block_medians(
             [
                 lambda x=x: compute_features(x),
-                lambda x=x: reference(x, sampling_rate=16000, return_tensors="np"),
+                lambda x=x: reference(x, sampling_rate=SAMPLE_RATE, return_tensors="np"),
             ],
             args.repeats,
         )

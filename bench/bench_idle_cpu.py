@@ -106,9 +106,11 @@ def via_mic(pcm: np.ndarray, seconds: float) -> tuple[float, float]:
 
 
 def via_file(pcm: np.ndarray, seconds: float) -> tuple[float, float]:
+    from dictated.audio.format import SAMPLE_RATE
+
     env = isolated_env()
     wav = f"{env['XDG_DATA_HOME']}-silence.wav"
-    soundfile.write(wav, pcm, 16_000, subtype="PCM_16")
+    soundfile.write(wav, pcm, SAMPLE_RATE, subtype="PCM_16")
     return measure(["--source", f"file:{wav}", "--realtime"], env, seconds)
 
 

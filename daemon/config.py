@@ -143,14 +143,13 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check a TOML/CLI value against a dataclass field's annotation."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for member in typing.get_args(tp):
             if member is type(None):
                 continue
             try:
                 return _coerce(key, value, member)
-            except ConfigError as exc:
-                errors.append(exc)
+            except ConfigError:
+                continue  # the message below names the whole union
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(tp)

@@ -62,7 +62,7 @@ class Journal:
             try:
                 record = json.loads(line)
                 yield event_from_body(record["topic"], record["event"])
-            except (ValueError, KeyError, TypeError, ProtocolError):
+            except (ValueError, KeyError, TypeError, RecursionError, ProtocolError):
                 # a torn last line after a crash, or a hand-edited file: skip, don't die
                 log.warning(
                     "journal %s: skipping unreadable line %d from the end", self.path, number

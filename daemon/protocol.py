@@ -222,7 +222,7 @@ def decode_event(frames: list[bytes]) -> Event:
         raise ProtocolError(f"an event has 2 frames (topic, json), got {len(frames)}")
     try:
         topic = frames[0].decode("ascii")
-        body = json.loads(frames[1])
+        body = _loads(frames[1])
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"undecodable event: {exc}") from exc
     return event_from_body(topic, body)
@@ -271,7 +271,7 @@ def decode_request(frames: list[bytes]) -> dict[str, Any]:
     if len(frames) != 1:
         raise ProtocolError(f"a request is one frame of JSON, got {len(frames)} frames")
     try:
-        request = json.loads(frames[0])
+        request = _loads(frames[0])
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"request is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(request, dict):
@@ -286,6 +286,15 @@ def decode_request(frames: list[bytes]) -> dict[str, Any]:
     return request
 
 
+def _loads(data: bytes | str) -> Any:
+    """json.loads, with JSON nested too deeply to parse (a RecursionError) as a ValueError: it is
+    malformed input like any other, not a fault of the reader."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def ok_reply(**fields: Any) -> bytes:
     return json.dumps({"v": PROTOCOL_VERSION, "ok": True, **fields}, ensure_ascii=False).encode()
 
@@ -296,7 +305,7 @@ def error_reply(message: str) -> bytes:
 
 def decode_reply(frame: bytes) -> dict[str, Any]:
     try:
-        reply = json.loads(frame)
+        reply = _loads(frame)
     except ValueError as exc:
         raise ProtocolError(f"undecodable reply: {exc}") from exc
     if not isinstance(reply, dict) or "ok" not in reply:

@@ -25,7 +25,8 @@ import zmq.asyncio
 
 from . import paths
 from .audio.format import SAMPLE_RATE
-from .audio.source import AudioSource, open_source
+from .audio.open_source import open_source
+from .audio.source import AudioSource
 from .capture import Capture, Heard
 from .commands import Commands
 from .config import Config

@@ -6,6 +6,8 @@ the events say about an utterance's times, and tests can check them without a da
 
 from __future__ import annotations
 
+from typing import Any
+
 from .audio.format import SAMPLE_RATE
 from .capture import Heard
 from .clock import StreamClock
@@ -71,15 +73,10 @@ def transcript_body(result: JobResult, engine: str, now: float) -> TranscriptBod
         **{f"engine_{k}": v for k, v in t.timings_ms.items()},
     }
     return TranscriptBody(
-        id=job.id,
+        **_place(job),
         text=t.text,
         language=t.language,
-        start=job.start_wall,
-        end=job.speech_end_wall,
         speech_start=job.speech_start_wall,
-        stream_start=stream_s(u.onset_sample),
-        stream_end=stream_s(u.speech_end_sample),
-        audio_s=round(u.duration_s, 3),
         latency_ms=round((now - job.speech_end_wall) * 1000, 1),
         engine=engine,
         truncated=t.truncated,
@@ -91,15 +88,17 @@ def transcript_body(result: JobResult, engine: str, now: float) -> TranscriptBod
 
 def failure_body(job: Job, message: str, audio_path: str | None) -> ErrorBody:
     """The error event of an utterance that got no transcript: where it was, where its audio is."""
+    return ErrorBody(message=message, fatal=False, **_place(job), audio_path=audio_path)
+
+
+def _place(job: Job) -> dict[str, Any]:
+    """Where an utterance is, as its transcript and its error event both say it."""
     u = job.utterance
-    return ErrorBody(
-        message=message,
-        fatal=False,
-        id=job.id,
-        start=job.start_wall,
-        end=job.speech_end_wall,
-        stream_start=stream_s(u.onset_sample),
-        stream_end=stream_s(u.speech_end_sample),
-        audio_s=round(u.duration_s, 3),
-        audio_path=audio_path,
-    )
+    return {
+        "id": job.id,
+        "start": job.start_wall,
+        "end": job.speech_end_wall,
+        "stream_start": stream_s(u.onset_sample),
+        "stream_end": stream_s(u.speech_end_sample),
+        "audio_s": round(u.duration_s, 3),
+    }

@@ -110,7 +110,7 @@ def run_scenario(
         env["ALSA_CONFIG_PATH"] = str(config)
     code = (
         "import json, sys\n"
-        f"sys.path.insert(0, {str(TESTS_DIR)!r})\n"
+        f"sys.path.insert(0, {str(TESTS_DIR.parent)!r})\n"  # the repo: `tests.` modules import
         f"from {module} import {function} as scenario\n"
         "result = scenario(**json.loads(sys.argv[1]))\n"
         f"print({RESULT_MARK!r} + json.dumps(result), flush=True)\n"

@@ -8,8 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from dictated.clients.control import ControlClient, DaemonUnavailable
 from dictated.protocol import CONTROL_SOCKET, EVENTS_SOCKET, default_endpoint
+from tests.speech import silence, synthesize
 
 REPO = Path(__file__).resolve().parent.parent
 #: the fields every `transcript` event carries (the README's protocol table)
@@ -91,3 +94,31 @@ def start_daemon(env: dict[str, str], *args: str, stdin=subprocess.DEVNULL) -> D
         cwd=REPO,
     )
     return DaemonProcess(proc, env)
+
+
+def start_stdin_daemon(env: dict[str, str]) -> DaemonProcess:
+    """The embedded engine reading raw audio from a pipe that stays open until stopped."""
+    return start_daemon(
+        env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
+    )
+
+
+def utterance_bytes(text: str) -> bytes:
+    """One spoken sentence between silences, as raw s16le for a stdin daemon."""
+    return np.concatenate([silence(0.5), synthesize(text), silence(1.5)]).astype("<i2").tobytes()
+
+
+def feed(daemon: DaemonProcess, text: str) -> None:
+    daemon.feed(utterance_bytes(text))
+
+
+def wait_for_transcripts(daemon: DaemonProcess, count: int, timeout_s: float = 60) -> list[dict]:
+    """The journaled transcripts, once there are at least `count` of them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        events = daemon.control.request("history", since=0)["events"]
+        transcripts = [e["event"] for e in events if e["topic"] == "transcript"]
+        if len(transcripts) >= count:
+            return transcripts
+        time.sleep(0.2)
+    raise TimeoutError(f"expected {count} transcripts")

@@ -158,7 +158,7 @@ def test_wer_through_the_daemon_matches_faster_whisper_on_the_same_clips(run_dae
 def test_cohere_torch_engine_in_the_daemon(isolated_env, run_daemon, tmp_path):
     """The Cohere engine plugs into the daemon unchanged: one transcript per utterance, with tokens
     identical to what the engine produces in-process on the same utterance audio."""
-    from tests.cohere_fixtures import make_tiny_cohere_dir
+    from tests.engines.cohere.fixtures import make_tiny_cohere_dir
 
     model_dir = make_tiny_cohere_dir(tmp_path / "tiny", seed=1, eos_bias=2.0)
     events = run_daemon(

@@ -145,6 +145,8 @@ def test_every_command_round_trips(cmd):
         ([b'{"cmd": "reboot"}'], "unknown command"),
         ([b'{"v": 9, "cmd": "status"}'], "version"),
         ([b"{}", b"{}"], "one frame"),
+        ([b"[" * 100_000 + b"]" * 100_000], "nested too deeply"),
+        ([b'{"cmd": "status", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"], "too deeply"),
     ],
 )
 def test_malformed_requests_name_the_problem(frames, message):

@@ -14,7 +14,12 @@ import numpy as np
 import pytest
 import soundfile
 import webrtcvad
-from speech import (
+
+from dictated.audio.format import FRAME_BYTES, FRAME_SAMPLES, MAX_UTTERANCE_S, SAMPLE_RATE
+from dictated.errors import AudioError, ConfigError
+from dictated.events import SpeechPaused, SpeechResumed, SpeechStarted, Utterance, UtteranceEnded
+from dictated.segmenter import Segmenter, SegmenterOptions
+from tests.speech import (
     SENTENCES,
     Composed,
     add_noise,
@@ -25,17 +30,6 @@ from speech import (
     silence,
     synthesize,
 )
-
-from dictated.audio.format import FRAME_BYTES, FRAME_SAMPLES, MAX_UTTERANCE_S, SAMPLE_RATE
-from dictated.errors import AudioError, ConfigError
-from dictated.events import (
-    SpeechPaused,
-    SpeechResumed,
-    SpeechStarted,
-    Utterance,
-    UtteranceEnded,
-)
-from dictated.segmenter import Segmenter, SegmenterOptions
 
 SR = SAMPLE_RATE
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"

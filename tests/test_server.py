@@ -222,3 +222,27 @@ def test_transcripts_are_the_utterance_audio_at_their_stream_place(
         begin = max(0, round(t["stream_start"] * SR) - 14 * 480)
         end = begin + round(t["audio_s"] * SR)
         assert t["text"] == fingerprint(int16_to_float32(signal.pcm[begin:end]))
+
+
+def test_deeply_nested_json_on_the_control_socket_is_a_malformed_request(
+    isolated_env, free_port, tmp_path, caplog
+):
+    """Python's JSON parser gives up on deep nesting with a RecursionError; that is bad input,
+    answered like any other (no 'internal error', no traceback in the log)."""
+    signal = compose(SENTENCES[:1], 1.0, lead_s=0.5)
+    run = InProcess(isolated_env, free_port, GatedSource(signal.pcm), FakeEngine(), tmp_path)
+    run.start()
+    context = zmq.Context.instance()
+    req = context.socket(zmq.REQ)
+    req.setsockopt(zmq.RCVTIMEO, 10_000)
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(run.control.endpoint)
+    nested = b"[" * 200_000 + b"]" * 200_000
+    for payload in (nested, b'{"v": 1, "cmd": "history", "topics": ' + nested + b"}"):
+        req.send(payload)
+        reply = json.loads(req.recv())
+        assert reply["ok"] is False and "nested too deeply" in reply["error"]
+    req.close()
+    assert run.control.request("status")["state"] == "ready"
+    assert run.finish() == 0
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]

@@ -14,6 +14,7 @@ FRAME_MS = 30
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000  # 480 samples
 FRAME_BYTES = FRAME_SAMPLES * SAMPLE_WIDTH  # 960 bytes
 MAX_UTTERANCE_S = 35.0  # Cohere Transcribe's encoder window (3500 feature frames)
+MAX_UTTERANCE_SAMPLES = round(MAX_UTTERANCE_S * SAMPLE_RATE)  # 560000
 
 
 def int16_to_float32(pcm: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Audio sources behind one interface: each yields 16 kHz mono int16 blocks with capture times.
 
 The source is the one place that knows about devices, files and pacing, so recovery from a
-vanished device (later work) has a single home.
+vanished device (later work) has a single home. The interface and the file and stdin sources are
+here; the microphone is `mic.py`, and `open_source.py` picks one from the config's spec (this
+module imports neither, so `mic.py` can build on it without an import cycle).
 """
 
 from __future__ import annotations
@@ -127,18 +129,3 @@ class StdinSource(AudioSource):
         self._closed = True
         if self._transport is not None:
             self._transport.close()
-
-
-def open_source(
-    spec: str, *, realtime: bool = False, device: str | int | None = None
-) -> AudioSource:
-    """`mic`, `file:PATH` or `-` -> an AudioSource. Raises AudioError for anything else."""
-    if spec == "-":
-        return StdinSource()
-    if spec.startswith("file:"):
-        return FileSource(Path(spec[len("file:") :]), realtime=realtime)
-    if spec == "mic":
-        from .mic import MicSource  # sounddevice needs PortAudio: import only when used
-
-        return MicSource(device=device)
-    raise AudioError(f"source: unknown audio source {spec!r}; use mic, file:PATH or - (stdin)")

@@ -168,4 +168,4 @@ class WhisperEngine(Engine):
         return 1.0
 
     def warmup(self) -> None:
-        self.transcribe(np.zeros(16_000, dtype=np.float32), self.default_language)
+        self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), self.default_language)

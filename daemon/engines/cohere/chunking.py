@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ...audio.format import SAMPLE_RATE
+from ...audio.format import MAX_UTTERANCE_SAMPLES, SAMPLE_RATE
 
-CHUNK_SAMPLES = round(35.0 * SAMPLE_RATE)  # 560000: the encoder's window (max_audio_clip_s)
+CHUNK_SAMPLES = MAX_UTTERANCE_SAMPLES  # the encoder's window (max_audio_clip_s)
 BOUNDARY_SAMPLES = round(5.0 * SAMPLE_RATE)  # search for a cut in the chunk's last 5 s
 ENERGY_WINDOW = 1600  # 100 ms windows, stepped without overlap
 NO_SPACE_LANGUAGES = frozenset({"ja", "zh"})

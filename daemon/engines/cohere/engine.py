@@ -20,7 +20,7 @@ import numpy as np
 from ...audio.format import SAMPLE_RATE
 from ...errors import AudioError, MissingDependencyError, ModelError
 from ..base import Engine, EngineOptions, Transcript, check_cancelled
-from .checkpoint import DEFAULT_REPO, cached_checkpoint, checkpoint_problem
+from .checkpoint import DEFAULT_REPO, cached_checkpoint, checkpoint_problem, resolve_checkpoint
 from .decoding import DecodingOptions, GreedyDecoder
 from .features import HOP_LENGTH, MIN_SAMPLES, compute_features, pad_features
 from .runtime import CohereRuntime
@@ -103,7 +103,7 @@ class CohereEngine(Engine):
         )
 
     def warmup(self) -> None:
-        self.transcribe(np.zeros(16000, dtype=np.float32), self.default_language)
+        self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), self.default_language)
 
     def close(self) -> None:
         self.runtime.close()
@@ -118,7 +118,7 @@ class CohereTorchEngine(CohereEngine):
     def load(cls, options: EngineOptions) -> CohereTorchEngine:
         _require_torch()
         try:
-            from .runtime_torch import TorchRuntime, load_torch_model
+            from .runtime_torch import TorchRuntime
         except ImportError as exc:  # transformers older than 5.4 has no CohereAsr classes
             raise MissingDependencyError(
                 "transformers>=5.4",
@@ -126,7 +126,7 @@ class CohereTorchEngine(CohereEngine):
                 "pip install -U 'dictated[torch]'",
             ) from exc
 
-        model_dir = load_torch_model(options.model, options)
+        model_dir = resolve_checkpoint(options.model, options.cache_dir)
         tokenizer = CohereTokenizer.from_dir(model_dir)
         runtime = TorchRuntime.from_pretrained(model_dir, options.device, options.compute_type)
         if tokenizer.vocab_size != runtime.model.config.vocab_size:

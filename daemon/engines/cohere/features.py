@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ...audio.format import SAMPLE_RATE, int16_to_float32
+from ...audio.format import MAX_UTTERANCE_SAMPLES, SAMPLE_RATE, int16_to_float32
 from ...errors import AudioError
 
 N_MELS = 128
@@ -27,7 +27,7 @@ HOP_LENGTH = 160  # 10 ms -> 100 frames per second
 PREEMPHASIS = 0.97
 LOG_GUARD = 2.0**-24  # added before the log so digital silence stays finite
 CMVN_EPSILON = 1e-5
-MAX_FRAMES = 3500  # 35 s: the published encoder's input length
+MAX_FRAMES = MAX_UTTERANCE_SAMPLES // HOP_LENGTH  # 3500 (35 s): the published encoder's input
 MIN_SAMPLES = 2 * HOP_LENGTH  # two valid frames: the std (ddof=1) needs two
 BLOCK_FRAMES = 256  # frames per FFT block: 0.5 MB of float32, stays in cache
 

@@ -21,8 +21,6 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.utils import logging as hf_logging
 
 from ...errors import ConfigError, ModelError
-from ..base import EngineOptions
-from .checkpoint import resolve_checkpoint
 from .features import MAX_FRAMES
 from .runtime import CohereRuntime, DecoderSession, EncoderOutput
 
@@ -186,9 +184,3 @@ class TorchDecoderSession(DecoderSession):
         self.position += len(token_ids)
         logits = self.runtime.model.proj_out(out.last_hidden_state)[0, -1]
         return logits.float().cpu().numpy()
-
-
-def load_torch_model(model: str | None, options: EngineOptions) -> Path:
-    """The checkpoint directory for `options.model`-style input: a local directory, a hub repo id,
-    or None for CohereLabs/cohere-transcribe-03-2026 (gated: accept its license, `hf auth login`)."""
-    return resolve_checkpoint(model, options.cache_dir)

@@ -4,7 +4,7 @@ Model directories come in three shapes: SentencePiece's `tokenizer.model` (byte-
 decode natively), transformers' `tokenizer.json`, or a `vocab.json` of `{"id": "piece"}`
 (FluidInference's CoreML folders). Without SentencePiece, runs of `<0xHH>` pieces are buffered and
 decoded as UTF-8 (a CJK character is a 3-byte run). Special ids and language tokens are looked up by piece so any
-vocabulary works; for the real 16384-piece vocabulary the ids are checked against DESIGN.md's table.
+vocabulary works; for the real 16384-piece vocabulary the ids are checked against the published ids (REAL_IDS below; docs/cohere.md).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ PROMPT_PIECES = (
 )
 EOS_PIECES = ("<|endoftext|>", "</s>", "<eos>")
 
-# The published checkpoint's ids (DESIGN.md); used only to check a 16384-piece vocabulary.
+# The published checkpoint's ids (docs/cohere.md, "Token ids"); used only to check a 16384-piece vocabulary.
 REAL_VOCAB_SIZE = 16384
 REAL_IDS = {
     "▁": 13764,

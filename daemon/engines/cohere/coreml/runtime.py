@@ -4,7 +4,7 @@ Everything that can differ between packages is read from their signatures (`sign
 the decoder flavour (stateful State API; cache-external v1 with a growing attention mask; v2 with a
 fixed additive causal mask), input dtypes, the KV capacity, encoder frame counts, whether the
 decoder frames are fixed (published: 438) or flexible (our export), and whether `logits` are raw or
-log-softmax. Each step's inputs are built exactly per the contract in DESIGN.md.
+log-softmax. Each step's inputs are built exactly per `contract.py` (docs/coreml.md, "Decoder flavours").
 
 Only `CoreMLBackend` touches CoreML (load, `predict`, `make_state`), so Linux tests substitute a
 stand-in that executes the TorchScript modules the packages were converted from, and everything

@@ -25,7 +25,7 @@ from .. import models as coreml_models
 log = logging.getLogger(__name__)
 
 FRAMES_PER_SECOND = 100  # feature hop 160 samples at 16 kHz
-DEFAULT_BUCKETS_S = (5.0, 10.0, 20.0, 35.0)
+DEFAULT_BUCKETS_S = (5.0, 10.0, 20.0, MAX_UTTERANCE_S)
 DEFAULT_MAX_POSITIONS = 256  # 108 (published) can be exhausted by 35 s of fast speech
 PRECISIONS = ("fp16", "int8")
 STATEFUL_FILE = "cohere_decoder_stateful.mlpackage"

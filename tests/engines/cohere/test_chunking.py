@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import speech
 
 from dictated.audio.format import int16_to_float32
 from dictated.engines.cohere.chunking import CHUNK_SAMPLES, join_texts, split_long_audio
+from tests import speech
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cohere_fixtures import make_tiny_cohere_dir, train_tiny_tokenizer
+from tests.engines.cohere.fixtures import make_tiny_cohere_dir, train_tiny_tokenizer
 
 BUCKETS = (2.0, 5.0)  # seconds: espeak sentences (~4 s) take the 5 s bucket, a cut clip the 2 s one
 MAX_POSITIONS = 256

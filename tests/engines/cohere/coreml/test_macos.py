@@ -18,9 +18,6 @@ torch = pytest.importorskip("torch")
 ct = pytest.importorskip("coremltools")
 pytest.importorskip("transformers")
 
-import speech  # noqa: E402
-from coreml_exports import first_divergence, reference_gap, tiny_export, tiny_model, with_decoder  # noqa: E402
-
 from dictated.audio.format import int16_to_float32  # noqa: E402
 from dictated.engines.base import EngineOptions  # noqa: E402
 from dictated.engines.cohere.coreml import contract  # noqa: E402
@@ -29,6 +26,14 @@ from dictated.engines.cohere.coreml.engine import CohereCoreMLEngine  # noqa: E4
 from dictated.engines.cohere.coreml.runtime import CoreMLToolsBackend  # noqa: E402
 from dictated.engines.cohere.coreml.signature import read_signature  # noqa: E402
 from dictated.engines.cohere.engine import CohereTorchEngine  # noqa: E402
+from tests import speech  # noqa: E402
+from tests.engines.cohere.coreml.exports import (  # noqa: E402
+    first_divergence,
+    reference_gap,
+    tiny_export,
+    tiny_model,
+    with_decoder,
+)
 
 STATEFUL = "cohere_decoder_stateful.mlpackage"
 EXTERNAL = "cohere_decoder_cache_external_v2.mlpackage"

@@ -14,13 +14,12 @@ pytest.importorskip("torch")
 pytest.importorskip("coremltools")
 pytest.importorskip("transformers")
 
-from coreml_exports import tiny_export  # noqa: E402
-
 from dictated.engines.cohere.coreml import contract  # noqa: E402
 from dictated.engines.cohere.coreml import pull as coreml_pull  # noqa: E402
 from dictated.engines.cohere.coreml.models import find_layout, verify  # noqa: E402
 from dictated.engines.cohere.coreml.signature import read_signature  # noqa: E402
 from dictated.errors import ConfigError, ModelError  # noqa: E402
+from tests.engines.cohere.coreml.exports import tiny_export  # noqa: E402
 
 STATEFUL = "cohere_decoder_stateful.mlpackage"
 EXTERNAL = "cohere_decoder_cache_external_v2.mlpackage"
@@ -99,7 +98,7 @@ def test_missing_parts_name_what_is_missing(copy):
 def test_compiled_model_metadata_is_read(export, tmp_path, states_in):
     """A compiled .mlmodelc (what the published repo also ships) is read from its metadata.json,
     in the format CoreML's compiler writes (FeatureType::toDictionary in coremltools' C++), and its
-    states from model.mil. Compiling needs macOS; test_coreml_macos.py checks a real one."""
+    states from model.mil. Compiling needs macOS; test_macos.py checks a real one."""
     package_sig = read_signature(export / STATEFUL)
     compiled = tmp_path / "cohere_decoder_stateful.mlmodelc"
     compiled.mkdir()

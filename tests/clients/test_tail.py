@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from tests.daemon_proc import start_daemon
+from tests.daemon_proc import feed, start_stdin_daemon, wait_for_transcripts
 from tests.speech import SENTENCES
-from tests.test_control import feed, wait_for_transcripts
 
 pytestmark = pytest.mark.slow  # the real daemon with a real model
 
@@ -27,9 +26,7 @@ def start_tail(env, *args) -> subprocess.Popen:
 
 
 def test_since_replays_then_follows_live_without_gap_or_duplicate(isolated_env):
-    daemon = start_daemon(
-        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
-    )
+    daemon = start_stdin_daemon(isolated_env)
     try:
         daemon.wait_ready()
         feed(daemon, SENTENCES[0])
@@ -77,9 +74,7 @@ def test_history_is_read_page_by_page(isolated_env):
     from dictated.clients.control import ControlClient
     from dictated.clients.subscribe import Subscription
 
-    daemon = start_daemon(
-        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
-    )
+    daemon = start_stdin_daemon(isolated_env)
     try:
         daemon.wait_ready()
         for sentence in SENTENCES[5:8]:

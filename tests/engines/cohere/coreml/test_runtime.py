@@ -15,10 +15,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("coremltools")
 pytest.importorskip("transformers")
 
-import speech  # noqa: E402
-from coreml_exports import first_divergence, reference_gap, tiny_export, tiny_model, with_decoder  # noqa: E402
-from coreml_standin import StandInError, TracedStandInBackend  # noqa: E402
-
 from dictated.audio.format import int16_to_float32  # noqa: E402
 from dictated.engines.base import EngineOptions  # noqa: E402
 from dictated.engines.cohere.coreml import contract  # noqa: E402
@@ -26,6 +22,15 @@ from dictated.engines.cohere.coreml.compile import CompileCache  # noqa: E402
 from dictated.engines.cohere.coreml.engine import CohereCoreMLEngine  # noqa: E402
 from dictated.engines.cohere.engine import CohereTorchEngine  # noqa: E402
 from dictated.errors import ConfigError  # noqa: E402
+from tests import speech  # noqa: E402
+from tests.engines.cohere.coreml.exports import (  # noqa: E402
+    first_divergence,
+    reference_gap,
+    tiny_export,
+    tiny_model,
+    with_decoder,
+)
+from tests.engines.cohere.coreml.standin import StandInError, TracedStandInBackend  # noqa: E402
 
 STATEFUL = "cohere_decoder_stateful.mlpackage"
 EXTERNAL = "cohere_decoder_cache_external_v2.mlpackage"
@@ -222,9 +227,9 @@ def test_valid_encoder_frames_follow_the_encoders_own_arithmetic(
 
 
 def test_the_ceil_rule_overcounts():
-    """Why the runtime prefers the encoder's own arithmetic when the shapes follow it: DESIGN's
-    clamp(ceil(L*E/F), 1, E) never drops a valid frame but, because 3500/8 is not whole, often
-    counts one padded frame too many (L=8: 2 frames for an encoder output of 1)."""
+    """Why the runtime prefers the encoder's own arithmetic when the shapes follow it: the
+    published clamp(ceil(L*E/F), 1, E) never drops a valid frame but, because 3500/8 is not
+    whole, often counts one padded frame too many (L=8: 2 frames for an encoder output of 1)."""
     over = 0
     for frames in range(1, 3501):
         extra = contract.valid_encoder_frames(frames, 3500, 438) - contract.subsampled_frames(
@@ -238,7 +243,7 @@ def test_the_ceil_rule_overcounts():
 
 @pytest.fixture(scope="module")
 def model_cache(tmp_path_factory):
-    from cohere_fixtures import load_tiny_model
+    from tests.engines.cohere.fixtures import load_tiny_model
 
     return load_tiny_model(tiny_model(tmp_path_factory))
 

@@ -16,14 +16,13 @@ import sys
 import threading
 import time
 
-import alsa
 import numpy as np
 import pytest
 import soxr
-import speech
 
 from dictated.audio.format import SAMPLE_RATE
 from dictated.audio.mic import BLOCK_MS
+from tests import alsa, speech
 
 pytestmark = pytest.mark.skipif(
     alsa.portaudio_missing_reason() is not None, reason=str(alsa.portaudio_missing_reason())
@@ -71,7 +70,7 @@ def scenario_capture(
     device, samples: int, out: str, options: dict | None = None, via_open_source: bool = False
 ) -> dict:
     from dictated.audio.mic import MicSource
-    from dictated.audio.source import open_source
+    from dictated.audio.open_source import open_source
 
     logs = _watch_logs()
     started = time.time()
@@ -112,7 +111,7 @@ def scenario_rate_probe(device: str) -> dict:
 def scenario_devices(good: list, bad: list) -> dict:
     from dictated.audio.devices import format_device_table, list_input_devices, resolve_device
     from dictated.audio.mic import MicSource
-    from dictated.audio.source import open_source
+    from dictated.audio.open_source import open_source
     from dictated.errors import AudioError
 
     devices = list_input_devices()
@@ -216,7 +215,7 @@ def scenario_missing_portaudio() -> dict:
     import ctypes.util
 
     ctypes.util.find_library = lambda name: None  # as on a machine without libportaudio2
-    from dictated.audio.source import open_source
+    from dictated.audio.open_source import open_source
     from dictated.errors import MissingDependencyError
 
     try:
@@ -268,7 +267,7 @@ def test_capture_at_16k_delivers_the_device_samples_verbatim(
     out = tmp_path / "got.npy"
     result = alsa.run_scenario(
         world["config"],
-        "test_mic",
+        "tests.audio.test_mic",
         "scenario_capture",
         device=device,
         samples=len(ref),
@@ -289,7 +288,9 @@ def test_capture_at_16k_delivers_the_device_samples_verbatim(
 
 
 def test_device_that_refuses_16k_is_opened_at_its_rate_and_resampled(world, tmp_path):
-    probe = alsa.run_scenario(world["config"], "test_mic", "scenario_rate_probe", device="speech48")
+    probe = alsa.run_scenario(
+        world["config"], "tests.audio.test_mic", "scenario_rate_probe", device="speech48"
+    )
     assert probe["supported"] == {"16000": False, "48000": True}  # PortAudio's own verdict
     assert probe["default_samplerate"] == 48_000
 
@@ -300,7 +301,7 @@ def test_device_that_refuses_16k_is_opened_at_its_rate_and_resampled(world, tmp_
         out = tmp_path / f"{device}.npy"
         result = alsa.run_scenario(
             world["config"],
-            "test_mic",
+            "tests.audio.test_mic",
             "scenario_capture",
             device=device,
             samples=n,
@@ -322,7 +323,7 @@ def test_device_that_refuses_16k_is_opened_at_its_rate_and_resampled(world, tmp_
 def test_devices_are_listed_and_chosen_by_name_or_index(world):
     result = alsa.run_scenario(
         world["config"],
-        "test_mic",
+        "tests.audio.test_mic",
         "scenario_devices",
         good=["speech", "SPEECH", "ch4", "wide", "silent"],
         bad=["sp", "no-such-mic", "  ", 10_000],
@@ -356,12 +357,14 @@ def test_devices_are_listed_and_chosen_by_name_or_index(world):
 
 
 def test_device_indices_select_devices(world, tmp_path):
-    listing = alsa.run_scenario(world["config"], "test_mic", "scenario_devices", good=[], bad=[])
+    listing = alsa.run_scenario(
+        world["config"], "tests.audio.test_mic", "scenario_devices", good=[], bad=[]
+    )
     indices = {d["name"]: d["index"] for d in listing["devices"]}
     speaker_index = next(i for i in range(10) if i not in indices.values())
     result = alsa.run_scenario(
         world["config"],
-        "test_mic",
+        "tests.audio.test_mic",
         "scenario_devices",
         good=[indices["speech48"], str(indices["speech48"])],
         bad=[speaker_index],  # the playback-only device
@@ -371,7 +374,7 @@ def test_device_indices_select_devices(world, tmp_path):
     out = tmp_path / "got.npy"
     capture = alsa.run_scenario(
         world["config"],
-        "test_mic",
+        "tests.audio.test_mic",
         "scenario_capture",
         device=indices["speech48"],
         samples=RATE,
@@ -389,7 +392,11 @@ def test_a_stalled_device_raises_instead_of_hanging(tmp_path, world):
     pcm = world["pcm16"][: RATE // 2]
     np.save(tmp_path / "pcm.npy", pcm)
     result = alsa.run_scenario(
-        config, "test_mic", "scenario_stall", fifo=str(fifo), pcm_file=str(tmp_path / "pcm.npy")
+        config,
+        "tests.audio.test_mic",
+        "scenario_stall",
+        fifo=str(fifo),
+        pcm_file=str(tmp_path / "pcm.npy"),
     )
     assert result["error"] is not None, result
     assert "audio device 'stall' vanished/stopped: no audio for 0.5 s" in result["error"]
@@ -402,7 +409,7 @@ def test_a_stalled_device_raises_instead_of_hanging(tmp_path, world):
 
 def test_a_stream_ended_by_portaudio_raises(world):
     result = alsa.run_scenario(
-        world["config"], "test_mic", "scenario_stream_ended", device="speech"
+        world["config"], "tests.audio.test_mic", "scenario_stream_ended", device="speech"
     )
     assert result["error"] == (
         "audio device 'speech' vanished/stopped: "
@@ -413,7 +420,7 @@ def test_a_stream_ended_by_portaudio_raises(world):
 def test_all_zero_input_warns_once_about_microphone_permission(world, tmp_path):
     result = alsa.run_scenario(
         world["config"],
-        "test_mic",
+        "tests.audio.test_mic",
         "scenario_capture",
         device="silent",
         samples=10 * RATE,
@@ -430,7 +437,7 @@ def test_all_zero_input_warns_once_about_microphone_permission(world, tmp_path):
 
 def test_overflow_flags_are_counted_and_reported_without_flooding(world):
     result = alsa.run_scenario(
-        world["config"], "test_mic", "scenario_status_flags", device="speech"
+        world["config"], "tests.audio.test_mic", "scenario_status_flags", device="speech"
     )
     assert result["overflows"] == 3
     warnings = _warnings(result)
@@ -438,7 +445,7 @@ def test_overflow_flags_are_counted_and_reported_without_flooding(world):
 
 
 def test_missing_portaudio_is_a_clear_error():
-    result = alsa.run_scenario(None, "test_mic", "scenario_missing_portaudio")
+    result = alsa.run_scenario(None, "tests.audio.test_mic", "scenario_missing_portaudio")
     assert result["package"] == "the PortAudio library"
     assert "PortAudio library not found" in result["cause"]
     assert "apt install libportaudio2" in result["error"]

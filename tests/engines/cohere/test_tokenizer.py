@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 import sentencepiece as spm
-from cohere_fixtures import LANGUAGES as FIXTURE_LANGUAGES
-from cohere_fixtures import train_tiny_tokenizer, write_vocab_json
 
 from dictated.engines.cohere.tokenizer import LANGUAGES, REAL_IDS, CohereTokenizer
 from dictated.errors import ModelError
+from tests.engines.cohere.fixtures import LANGUAGES as FIXTURE_LANGUAGES
+from tests.engines.cohere.fixtures import train_tiny_tokenizer, write_vocab_json
 
 TEXTS = (
     "hello world, this is a test",

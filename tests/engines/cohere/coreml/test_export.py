@@ -14,9 +14,6 @@ torch = pytest.importorskip("torch")
 ct = pytest.importorskip("coremltools")
 pytest.importorskip("transformers")
 
-from cohere_fixtures import load_tiny_model  # noqa: E402
-from coreml_exports import BUCKETS, MAX_POSITIONS, TINY, tiny_export, tiny_model  # noqa: E402
-
 from dictated.engines.cohere.coreml import contract  # noqa: E402
 from dictated.engines.cohere.coreml.export import ExportOptions, export_model, parse_buckets  # noqa: E402
 from dictated.engines.cohere.coreml.models import sha256_file  # noqa: E402
@@ -26,6 +23,14 @@ from dictated.engines.cohere.coreml.signature import (  # noqa: E402
     weight_precision,
 )
 from dictated.errors import ConfigError, ModelError  # noqa: E402
+from tests.engines.cohere.coreml.exports import (  # noqa: E402
+    BUCKETS,
+    MAX_POSITIONS,
+    TINY,
+    tiny_export,
+    tiny_model,
+)
+from tests.engines.cohere.fixtures import load_tiny_model  # noqa: E402
 
 F16, F32, I32 = np.float16, np.float32, np.int32
 

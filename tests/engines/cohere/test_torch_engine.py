@@ -10,13 +10,13 @@ from unittest import mock
 import numpy as np
 import pytest
 import soundfile
-import speech
+
+from tests import speech
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import sentencepiece as spm  # noqa: E402
-from cohere_fixtures import load_tiny_model, make_tiny_cohere_dir, train_tiny_tokenizer  # noqa: E402
 
 from dictated.audio.format import int16_to_float32  # noqa: E402
 from dictated.engines.base import EngineOptions  # noqa: E402
@@ -25,6 +25,11 @@ from dictated.engines.cohere.decoding import EosBias  # noqa: E402
 from dictated.engines.cohere.engine import CohereTorchEngine  # noqa: E402
 from dictated.engines.registry import create_engine  # noqa: E402
 from dictated.errors import AudioError, ConfigError, ModelError  # noqa: E402
+from tests.engines.cohere.fixtures import (  # noqa: E402
+    load_tiny_model,
+    make_tiny_cohere_dir,
+    train_tiny_tokenizer,
+)
 
 EOS, PAD = 3, 2
 

@@ -13,40 +13,25 @@ import pytest
 import zmq
 
 from dictated.clients.control import CommandFailed
-from tests.daemon_proc import DaemonProcess, daemon_command, start_daemon
-from tests.speech import SENTENCES, silence, synthesize
+from tests.daemon_proc import (
+    daemon_command,
+    feed,
+    start_daemon,
+    start_stdin_daemon,
+    wait_for_transcripts,
+)
+from tests.speech import SENTENCES
 
 pytestmark = pytest.mark.slow  # the real daemon with a real model
-
-
-def utterance_bytes(text: str) -> bytes:
-    return np.concatenate([silence(0.5), synthesize(text), silence(1.5)]).astype("<i2").tobytes()
 
 
 @pytest.fixture
 def stdin_daemon(isolated_env):
     """A daemon reading raw audio from a pipe that stays open until the test ends."""
-    daemon = start_daemon(
-        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
-    )
+    daemon = start_stdin_daemon(isolated_env)
     daemon.wait_ready()
     yield daemon
     daemon.stop()
-
-
-def wait_for_transcripts(daemon: DaemonProcess, count: int, timeout_s: float = 60) -> list[dict]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        events = daemon.control.request("history", since=0)["events"]
-        transcripts = [e["event"] for e in events if e["topic"] == "transcript"]
-        if len(transcripts) >= count:
-            return transcripts
-        time.sleep(0.2)
-    raise TimeoutError(f"expected {count} transcripts")
-
-
-def feed(daemon: DaemonProcess, text: str) -> None:
-    daemon.feed(utterance_bytes(text))
 
 
 def test_status_reports_the_running_daemon(stdin_daemon):

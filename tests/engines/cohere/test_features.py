@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import speech
 
 from dictated.audio.format import int16_to_float32
 from dictated.audio.load import to_mono_16k
@@ -18,6 +17,7 @@ from dictated.engines.cohere.features import (
     pad_features,
 )
 from dictated.errors import AudioError
+from tests import speech
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

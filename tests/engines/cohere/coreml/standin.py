@@ -9,7 +9,7 @@ It is strict where CoreML is strict: every predict must pass exactly the package
 from the real converted spec) with the spec's dtypes and an accepted shape; outputs are returned in
 the spec's dtypes (fp16 outputs are rounded to fp16, as CoreML returns them); a stateful package
 needs a state from `make_state()`, which starts as zeros. What it cannot show is CoreML's own fp16
-arithmetic: that is what `test_coreml_macos.py` checks on a Mac.
+arithmetic: that is what `test_macos.py` checks on a Mac.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ holds: `save_pretrained` files (config.json, generation_config.json, model.safet
 SentencePiece `tokenizer.model` trained here with byte fallback, and a `vocab.json`
 (`{"id": "piece"}`) like the one FluidInference ships next to its CoreML packages.
 
-The vocabulary keeps DESIGN.md's low ids (<unk> 0, <|nospeech|> 1, <pad> 2, eos 3,
+The vocabulary keeps the published low ids (docs/cohere.md) (<unk> 0, <|nospeech|> 1, <pad> 2, eos 3,
 <|startoftranscript|> 4); every other special piece sits at a different id than in the real
 16384-piece vocabulary, which is the point: code must look pieces up, not hard-code ids.
 """

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 
 from dictated.clients.control import ControlClient
 from dictated.clients.subscribe import Subscription
-from tests.daemon_proc import start_daemon
+from tests.daemon_proc import feed, start_stdin_daemon, wait_for_transcripts
 from tests.speech import SENTENCES
-from tests.test_control import feed, wait_for_transcripts
 
 pytestmark = pytest.mark.slow  # the real daemon with a real model
 
@@ -31,9 +29,7 @@ class CountingControl(ControlClient):
 def test_transcript_only_subscriber_asks_history_once_and_gets_only_transcripts(isolated_env):
     """seq counts every topic (vad and status come between transcripts); a subscriber that asked
     only for transcripts must not take those for lost transcripts and ask history each time."""
-    daemon = start_daemon(
-        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
-    )
+    daemon = start_stdin_daemon(isolated_env)
     try:
         daemon.wait_ready()
         feed(daemon, SENTENCES[0])
@@ -69,9 +65,7 @@ def test_transcript_only_subscriber_asks_history_once_and_gets_only_transcripts(
 
 
 def test_history_filters_by_topic(isolated_env):
-    daemon = start_daemon(
-        isolated_env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
-    )
+    daemon = start_stdin_daemon(isolated_env)
     try:
         daemon.wait_ready()
         feed(daemon, SENTENCES[0])

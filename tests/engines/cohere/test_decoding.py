@@ -7,12 +7,12 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import speech
+
+from tests import speech
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from cohere_fixtures import load_tiny_model, make_tiny_cohere_dir, train_tiny_tokenizer  # noqa: E402
 from transformers.generation.logits_process import (  # noqa: E402
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
@@ -29,6 +29,11 @@ from dictated.engines.cohere.engine import CohereTorchEngine  # noqa: E402
 from dictated.engines.cohere.features import Features, compute_features  # noqa: E402
 from dictated.engines.cohere.runtime_torch import TorchRuntime  # noqa: E402
 from dictated.engines.cohere.tokenizer import CohereTokenizer  # noqa: E402
+from tests.engines.cohere.fixtures import (  # noqa: E402
+    load_tiny_model,
+    make_tiny_cohere_dir,
+    train_tiny_tokenizer,
+)
 
 MAX_POSITIONS = 64  # the tiny models' decoder capacity: 10 prompt + 54 output tokens
 EOS = 3
