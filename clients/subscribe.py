@@ -7,13 +7,20 @@ an event of a topic the caller did not ask for. Only journaled topics can be rec
 is filled by asking `history` for the journaled topics the caller wants since the last seq seen
 (and nothing is asked when it wants none). Only the topics asked for are delivered; duplicates
 are impossible because only events with seq above the last one seen pass.
+
+A daemon that is not running yet, or restarts, is waited for: ZeroMQ reconnects the socket by
+itself, and a socket monitor says when it has, so history since the last seq is fetched at once
+(what a restarted daemon published before the reconnect) rather than at the next live event,
+which may never come. With `wait`, a daemon that does not answer is waited for instead of raising.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from dictated.protocol import (
     EVENTS_SOCKET,
@@ -26,7 +33,11 @@ from dictated.protocol import (
     topic_matches,
 )
 
-from .control import ControlClient
+from .control import CommandFailed, ControlClient, DaemonUnavailable
+
+log = logging.getLogger(__name__)
+
+_LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
 
 class Subscription:
@@ -38,9 +49,12 @@ class Subscription:
         since: int | None = None,
         context: zmq.Context | None = None,
         page_size: int | None = None,
+        wait: bool = False,
     ):
         """`topics`: ZeroMQ-style prefixes ("" is everything); `since`: replay the journal from
-        this seq first (needs `control`); None follows live events only."""
+        this seq first (needs `control`); None follows live events only. `wait`: a daemon that
+        does not answer (not running yet, restarting) is waited for, with one log line per
+        outage, instead of raising DaemonUnavailable."""
         self._context = context or zmq.Context.instance()
         self.events_endpoint = events_endpoint or default_endpoint(EVENTS_SOCKET)
         self.control = control
@@ -49,18 +63,35 @@ class Subscription:
         self.history_topics = [t for t in JOURNALED_TOPICS if topic_matches(t, self.topics)]
         self.last_seq = since  # None: live only
         self.page_size = page_size  # None: the daemon's maximum
+        self.wait = wait
+        self.connected = False
         self.socket = self._context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SUBSCRIBE, b"")  # every topic: seq is followed across all
+        self._monitor = self.socket.get_monitor_socket(_LINK_EVENTS)
         self.socket.connect(self.events_endpoint)
+        self._links = 0  # handshakes so far: every one after the first is a reconnect
+        self._held: list[Event] = []  # live events waiting for a history fill that failed
+        self._behind = False  # a history fill is owed (the daemon did not answer)
         self._backlog: list[Event] = []
-        if since is not None:
-            self._backlog, seen = self._history(since)
-            # Events up to the daemon's seq at that moment are in the backlog or were live-only:
-            # a live event just after it is no gap.
-            self._replayed_to = seen
-        else:
-            self._replayed_to = None
+        self._replayed_to: int | None = None
+        try:
+            if since is not None:
+                try:
+                    self._backlog, self._replayed_to = self._history(since)
+                except DaemonUnavailable as exc:
+                    if not wait:
+                        raise
+                    log.warning("%s; waiting for it", exc)
+                    self._behind = True
+            elif wait and control is not None:
+                try:
+                    control.request("status")  # only to say at once that nothing runs yet
+                except DaemonUnavailable as exc:
+                    log.warning("%s; waiting for it", exc)
+        except BaseException:
+            self.close()
+            raise
 
     def _history(self, since: int) -> tuple[list[Event], int]:
         """Journaled events of the wanted topics after `since`, page by page (the daemon caps a
@@ -81,21 +112,58 @@ class Subscription:
                 return events, max(reply.get("last_seq", since), since)
             since = page[-1].seq
 
+    def _sync(self, live: list[Event]) -> list[Event]:
+        """History since the last seq merged with `live` events, in seq order, each once.
+
+        When the daemon does not answer and `wait` is set, the live events are held and the fill
+        is retried at the next reconnect or live event, so nothing is skipped past.
+        """
+        held = self._held + live
+        try:
+            missed, _ = self._history(self.last_seq or 0)
+        except (DaemonUnavailable, CommandFailed) as exc:
+            if not self.wait:
+                raise
+            if not self._behind:
+                log.warning("%s; waiting for it", exc)
+            self._held, self._behind = held, True
+            return []
+        self._held, self._behind = [], False
+        out: list[Event] = []
+        for event in sorted(missed + held, key=lambda e: e.seq):
+            if self.last_seq is not None and event.seq <= self.last_seq:
+                continue
+            self.last_seq = event.seq
+            if topic_matches(event.topic, self.topics):
+                out.append(event)
+        return out
+
     def _deliver(self, event: Event) -> Iterator[Event]:
         last = self.last_seq
         if last is not None and event.seq <= last:
             return  # already seen (delivered via history, or replayed past it)
-        if last is not None and self.control is not None and event.seq > last + 1:
-            missed, _ = self._history(last)  # fill the gap, this event included
-            for old in missed:
-                if old.seq > self.last_seq:
-                    self.last_seq = old.seq
-                    yield old
-            if event.seq <= self.last_seq:
-                return
+        if self.control is not None and (
+            self._behind or (last is not None and event.seq > last + 1)
+        ):
+            yield from self._sync([event])  # fill the gap, this event included
+            return
         self.last_seq = event.seq
         if topic_matches(event.topic, self.topics):
             yield event
+
+    def _on_link(self) -> Iterator[Event]:
+        message = recv_monitor_message(self._monitor)
+        if message["event"] == zmq.EVENT_DISCONNECTED:
+            if self.connected:
+                log.warning("the daemon went away (%s); waiting for it", self.events_endpoint)
+            self.connected = False
+            return
+        self.connected = True
+        self._links += 1
+        log.info("connected to the daemon (%s)", self.events_endpoint)
+        reconnect = self._links > 1 and self.last_seq is not None
+        if self.control is not None and (reconnect or self._behind):
+            yield from self._sync([])  # what a restarted daemon published before we reconnected
 
     def events(self, timeout_s: float | None = None) -> Iterator[Event]:
         """Yield the subscribed topics' events forever (or until none arrives for `timeout_s`)."""
@@ -109,9 +177,15 @@ class Subscription:
             self._replayed_to = None
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         while True:
-            if not poller.poll(None if timeout_s is None else int(timeout_s * 1000)):
+            ready = dict(poller.poll(None if timeout_s is None else int(timeout_s * 1000)))
+            if not ready:
                 return
+            if self._monitor in ready:
+                yield from self._on_link()
+            if self.socket not in ready:
+                continue
             try:
                 event = decode_event(self.socket.recv_multipart())
             except ProtocolError:
@@ -119,4 +193,6 @@ class Subscription:
             yield from self._deliver(event)
 
     def close(self) -> None:
+        self.socket.disable_monitor()
+        self._monitor.close(0)
         self.socket.close(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import TextIO
 
@@ -23,13 +24,19 @@ from .subscribe import Subscription
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dictated-tail", description=__doc__)
     p.add_argument(
-        "--json", action="store_true", help="print raw events (all topics) as JSON lines"
+        "--json",
+        action="store_true",
+        help="print raw events (all topics, or --topic) as JSON lines",
     )
     p.add_argument(
         "--since", type=int, metavar="SEQ", help="first replay events after SEQ from the journal"
     )
     p.add_argument(
-        "--connect", metavar="ENDPOINT", help="events endpoint (default: the per-user ipc socket)"
+        "--connect",
+        "--endpoint",
+        dest="connect",
+        metavar="ENDPOINT",
+        help="events endpoint (default: the per-user ipc socket)",
     )
     p.add_argument(
         "--control", metavar="ENDPOINT", help="control endpoint (default: the per-user ipc socket)"
@@ -38,6 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--partials",
         action="store_true",
         help="show the text of the utterance being spoken, updated in place on a terminal",
+    )
+    p.add_argument(
+        "--topic",
+        action="append",
+        metavar="TOPIC",
+        help="only this topic (repeatable; default: all), e.g. --topic transcript for editors",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for a daemon that is not running yet or restarts (notices on stderr) instead of exiting",
     )
     p.add_argument("--count", type=int, metavar="N", help="exit after N transcripts")
     p.add_argument(
@@ -82,9 +100,18 @@ class Printer:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    control = ControlClient(args.control) if args.since is not None else None
+    if args.wait:  # the subscription's notices (waiting, connected, went away) go to stderr
+        logging.basicConfig(format="dictated-tail: %(message)s", level=logging.INFO)
+    needs_control = args.since is not None or args.wait
+    control = ControlClient(args.control) if needs_control else None
     try:
-        sub = Subscription(args.connect, control=control, since=args.since)
+        sub = Subscription(
+            args.connect,
+            control=control,
+            topics=args.topic or ("",),
+            since=args.since,
+            wait=args.wait,
+        )
     except (DaemonUnavailable, CommandFailed) as exc:
         print(f"dictated-tail: {exc}", file=sys.stderr)
         return 1

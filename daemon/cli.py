@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import ConfigError, DictatedError
+from .errors import AudioError, ConfigError, DictatedError
 
 log = logging.getLogger("dictated")
 
@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--no-vad", action="store_true", help="transcribe each file whole (split only past 35 s)"
     )
+    tr.add_argument("--srt", type=Path, metavar="OUT", help="also write SubRip captions to OUT")
+    tr.add_argument("--vtt", type=Path, metavar="OUT", help="also write WebVTT captions to OUT")
+    tr.add_argument(
+        "--overwrite", action="store_true", help="replace caption files that already exist"
+    )
     _add_config_flags(tr)
     tr.set_defaults(func=cmd_transcribe)
 
@@ -226,32 +231,79 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def _caption_files(args: argparse.Namespace) -> list:
+    """The --srt/--vtt outputs, opened before any work (an existing file is a usage error)."""
+    from .clients.captions.writers import CaptionFileError, CaptionFileExists, CueFile
+
+    wanted = [(fmt, path) for fmt, path in (("srt", args.srt), ("vtt", args.vtt)) if path]
+    if not wanted:
+        return []
+    if len(args.files) > 1:
+        raise ConfigError("--srt/--vtt caption one recording at a time: give one FILE")
+    if args.no_vad:
+        raise ConfigError("--srt/--vtt need the utterances' times: drop --no-vad")
+    files: list = []
+    try:
+        for fmt, path in wanted:
+            files.append(CueFile(path, fmt, overwrite=args.overwrite))
+    except CaptionFileError as exc:
+        for f in files:
+            f.close()
+        raise (ConfigError if isinstance(exc, CaptionFileExists) else DictatedError)(
+            str(exc)
+        ) from exc
+    return files
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    from .clients.captions.cues import Timeline
     from .engines.registry import create_engine
     from .transcribe import transcribe_file, transcribe_whole
 
     config = _load(args)
+    for path in args.files:  # a missing file is reported before the model loads
+        if not path.is_file():
+            raise AudioError(f"audio file not found: {path}")
+    captions = _caption_files(args)
     engine = create_engine(config.engine.name, config.engine_options)
     try:
         language = engine.check_language(config.engine.language)
     except ValueError as exc:
         raise ConfigError(f"engine.language: {exc}") from exc
     many = len(args.files) > 1
-    for path in args.files:
-        if args.no_vad:
-            results = [transcribe_whole(path, engine, language)]
-        else:
-            results = transcribe_file(path, engine, language, config.segmenter)
-        for result in results:
-            if args.json:
-                print(
-                    json.dumps({"engine": engine.name, **result.to_json()}, ensure_ascii=False),
-                    flush=True,
-                )
-            elif result.transcript.text:
-                prefix = f"{path}: " if many else ""
-                print(f"{prefix}{result.transcript.text}", flush=True)
-    engine.close()
+    timeline = Timeline()
+    try:
+        for path in args.files:
+            if args.no_vad:
+                results = [transcribe_whole(path, engine, language)]
+            else:
+                results = transcribe_file(path, engine, language, config.segmenter)
+            for result in results:
+                if args.json:
+                    print(
+                        json.dumps({"engine": engine.name, **result.to_json()}, ensure_ascii=False),
+                        flush=True,
+                    )
+                elif result.transcript.text:
+                    prefix = f"{path}: " if many else ""
+                    print(f"{prefix}{result.transcript.text}", flush=True)
+                if captions:
+                    cues = timeline.place(
+                        {
+                            "text": result.transcript.text,
+                            "stream_start": result.speech_start_s,
+                            "stream_end": result.speech_end_s,
+                        }
+                    )
+                    try:
+                        for f in captions:
+                            f.append(cues)
+                    except OSError as exc:  # a full disk: the message names the file
+                        raise DictatedError(str(exc)) from exc
+    finally:
+        for f in captions:
+            f.close()
+        engine.close()
     return 0
 
 

@@ -1,15 +1,18 @@
-"""`dictated transcribe`: the daemon's segmenter and engine, in-process, over files."""
+"""`dictated transcribe`: the daemon's segmenter and engine, in-process, over files.
+
+Files are read as a stream (block by block), so a long recording never sits in memory whole.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .audio.format import SAMPLE_RATE, int16_to_float32
-from .audio.load import load_audio
+from .audio.load import AudioFile, load_audio
 from .engines.base import Engine, Transcript
-from .events import UtteranceEnded
+from .events import SegmenterEvent, UtteranceEnded
 from .segmenter import Segmenter, SegmenterOptions
 
 
@@ -17,10 +20,12 @@ from .segmenter import Segmenter, SegmenterOptions
 class FileUtterance:
     file: Path
     index: int
-    start_s: float  # offsets in the file
+    start_s: float  # offsets in the file: the utterance's audio, pre-roll and hangover included
     end_s: float
     reason: str
     transcript: Transcript
+    speech_start_s: float = 0.0  # where the speech itself starts and ends (captions use these)
+    speech_end_s: float = 0.0
 
     def to_json(self) -> dict:
         t = self.transcript
@@ -29,6 +34,8 @@ class FileUtterance:
             "index": self.index,
             "start": round(self.start_s, 3),
             "end": round(self.end_s, 3),
+            "speech_start": round(self.speech_start_s, 3),
+            "speech_end": round(self.speech_end_s, 3),
             "text": t.text,
             "language": t.language,
             "reason": self.reason,
@@ -41,21 +48,29 @@ class FileUtterance:
 def transcribe_file(
     path: Path, engine: Engine, language: str, segmenter: SegmenterOptions
 ) -> Iterator[FileUtterance]:
-    """One result per utterance the segmenter finds, in order."""
-    pcm = load_audio(path)
+    """One result per utterance the segmenter finds, in order, as the file is read."""
+    audio = AudioFile(path)
     seg = Segmenter(segmenter)
-    events = seg.push(pcm) + seg.flush()
+    for block in audio.blocks():
+        yield from _transcribed(path, seg.push(block), engine, language)
+    yield from _transcribed(path, seg.flush(), engine, language)
+
+
+def _transcribed(
+    path: Path, events: Iterable[SegmenterEvent], engine: Engine, language: str
+) -> Iterator[FileUtterance]:
     for event in events:
         if isinstance(event, UtteranceEnded):
             u = event.utterance
-            transcript = engine.transcribe(int16_to_float32(u.pcm), language)
             yield FileUtterance(
                 path,
                 u.index,
                 u.start_sample / SAMPLE_RATE,
                 u.end_sample / SAMPLE_RATE,
                 u.reason,
-                transcript,
+                engine.transcribe(int16_to_float32(u.pcm), language),
+                u.onset_sample / SAMPLE_RATE,
+                u.speech_end_sample / SAMPLE_RATE,
             )
 
 

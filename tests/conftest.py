@@ -37,3 +37,69 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# --- vLLM servers (tests/vllm_server.py): each starts at most once per test session -------------
+
+VLLM_FIXTURES = ("vllm_whisper", "vllm_cohere")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use a vLLM server fixture carry the `vllm` marker (`-m "not vllm"` skips them)."""
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in VLLM_FIXTURES):
+            item.add_marker(pytest.mark.vllm)
+
+
+def _serve(request, tmp_path_factory, name: str, build, **server_options):
+    from tests.vllm_server import ServerError, VllmServer, skip_reason, vllm_python
+
+    if vllm_python() is None:
+        pytest.skip(skip_reason())
+    model_dir = build(tmp_path_factory.mktemp(f"{name}-model"))
+    log_path = tmp_path_factory.mktemp(f"{name}-log") / "vllm.log"
+    server = VllmServer(model_dir, name, log_path=log_path, **server_options)
+    try:
+        server.start()
+    except ServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    request.addfinalizer(server.stop)
+    return server
+
+
+@pytest.fixture(scope="session")
+def vllm_whisper(request, tmp_path_factory):
+    """A running `VllmServer` serving tests/tiny_whisper.py's model as "tiny-whisper".
+
+    Shared by the whole session: a test that stops it (an outage) must `start()` it again before
+    it ends (same port, ~60 s); a test that needs a private one builds its own `VllmServer`.
+    """
+    from tests.tiny_whisper import make_tiny_whisper_dir
+
+    return _serve(request, tmp_path_factory, "tiny-whisper", make_tiny_whisper_dir)
+
+
+#: how tests/engines/cohere/nemo_checkpoint.py's model is built for the vLLM server: it ends at eos after ~30
+#: tokens and never emits byte pieces (see make_nemo_cohere_dir)
+VLLM_COHERE_BUILD = {"seed": 0, "eos_bias": 1.0, "suppress_bytes": True}
+
+
+@pytest.fixture(scope="session")
+def vllm_cohere(request, tmp_path_factory):
+    """A running `VllmServer` serving the tiny NeMo-layout Cohere checkpoint as "tiny-cohere".
+
+    `vllm_cohere.model_dir` is the checkpoint: load our cohere-torch engine from it to compare.
+    Same sharing rules as `vllm_whisper`.
+    """
+    from tests.engines.cohere.nemo_checkpoint import SIZES, make_nemo_cohere_dir
+
+    def build(path):
+        return make_nemo_cohere_dir(path, **VLLM_COHERE_BUILD)
+
+    return _serve(
+        request,
+        tmp_path_factory,
+        "tiny-cohere",
+        build,
+        max_model_len=SIZES["max_position_embeddings"],
+    )

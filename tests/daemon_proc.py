@@ -96,10 +96,10 @@ def start_daemon(env: dict[str, str], *args: str, stdin=subprocess.DEVNULL) -> D
     return DaemonProcess(proc, env)
 
 
-def start_stdin_daemon(env: dict[str, str]) -> DaemonProcess:
+def start_stdin_daemon(env: dict[str, str], *args: str) -> DaemonProcess:
     """The embedded engine reading raw audio from a pipe that stays open until stopped."""
     return start_daemon(
-        env, "--source", "-", "--engine", "whisper", "--linger", "0", stdin=subprocess.PIPE
+        env, "--source", "-", "--engine", "whisper", "--linger", "0", *args, stdin=subprocess.PIPE
     )
 
 

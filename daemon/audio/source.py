@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import AudioError
 from .format import SAMPLE_RATE, SAMPLE_WIDTH
-from .load import load_audio
+from .load import AudioFile
 
 BLOCK_SAMPLES = SAMPLE_RATE // 10  # 100 ms blocks from file and stdin sources
 
@@ -49,29 +49,43 @@ class AudioSource(ABC):
 
 
 class FileSource(AudioSource):
-    """A WAV/FLAC/... file, converted to 16 kHz mono, fed as fast as taken or paced in real time."""
+    """A WAV/FLAC/... file, decoded as it is read and fed as fast as taken or paced in real time.
+
+    Decoding streams (about a second at a time, in a worker thread so the loop keeps serving
+    sockets), so memory stays flat however long the recording.
+    """
 
     def __init__(self, path: Path, realtime: bool = False):
         self.path = Path(path)
         self.realtime = realtime
         self.description = f"file:{self.path}"
-        self._pcm = load_audio(self.path)  # fail early, before the daemon starts serving
+        self._file = AudioFile(self.path)  # reads the header: fails before the daemon serves
         self._closed = False
 
     async def blocks(self) -> AsyncIterator[Block]:
         t0 = time.time()
-        for offset in range(0, len(self._pcm), BLOCK_SAMPLES):
-            if self._closed:
-                return
-            chunk = self._pcm[offset : offset + BLOCK_SAMPLES]
-            end = offset + len(chunk)
-            if self.realtime:
-                delay = t0 + end / SAMPLE_RATE - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            else:
-                await asyncio.sleep(0)  # let the loop serve sockets between blocks
-            yield Block(chunk, time.time())
+        decoded = self._file.blocks()
+        end = 0
+        try:
+            while not self._closed:
+                chunk = await asyncio.to_thread(next, decoded, None)
+                if chunk is None:
+                    return
+                for offset in range(0, len(chunk), BLOCK_SAMPLES):
+                    if self._closed:
+                        return
+                    block = chunk[offset : offset + BLOCK_SAMPLES]
+                    end += len(block)
+                    if self.realtime:
+                        delay = t0 + end / SAMPLE_RATE - time.time()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                    else:
+                        await asyncio.sleep(0)  # let the loop serve sockets between blocks
+                    yield Block(block, time.time())
+        finally:
+            decoded.close()
+            self._file.close()
 
     async def aclose(self) -> None:
         self._closed = True

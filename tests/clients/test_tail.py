@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.daemon_proc import feed, start_stdin_daemon, wait_for_transcripts
+from tests.daemon_proc import feed, start_daemon, start_stdin_daemon, wait_for_transcripts
 from tests.speech import SENTENCES
 
 pytestmark = pytest.mark.slow  # the real daemon with a real model
@@ -89,3 +90,38 @@ def test_history_is_read_page_by_page(isolated_env):
         assert got == [t["id"] for t in expected]
     finally:
         daemon.stop()
+
+
+def test_wait_follows_a_daemon_that_starts_later_and_restarts_while_the_client_sleeps(isolated_env):
+    """--wait --topic transcript: started before any daemon; while the client is stopped (a suspended
+    laptop), the daemon restarts and publishes; on waking it catches up from history at reconnect,
+    with no further live event to reveal the gap."""
+    tail = start_tail(isolated_env, "--json", "--topic", "transcript", "--wait", "--count", "4")
+    args = ("--source", "-", "--engine", "whisper", "--linger", "0")
+    daemon = start_daemon(isolated_env, *args, stdin=subprocess.PIPE)
+    try:
+        daemon.wait_ready()
+        feed(daemon, SENTENCES[0])
+        feed(daemon, SENTENCES[1])
+        wait_for_transcripts(daemon, 2)
+        time.sleep(0.5)
+        tail.send_signal(signal.SIGSTOP)
+        daemon.stop()
+        daemon = start_daemon(isolated_env, *args, stdin=subprocess.PIPE)
+        daemon.wait_ready()
+        feed(daemon, SENTENCES[2])
+        feed(daemon, SENTENCES[3])
+        transcripts = wait_for_transcripts(daemon, 4)
+        tail.send_signal(signal.SIGCONT)
+        out, err = tail.communicate(timeout=60)
+    finally:
+        tail.send_signal(signal.SIGCONT)
+        daemon.stop()
+        if tail.poll() is None:
+            tail.kill()
+            tail.communicate()
+    seen = [json.loads(line) for line in out.splitlines()]
+    assert {e["topic"] for e in seen} == {"transcript"}
+    assert [e["id"] for e in seen] == [t["id"] for t in transcripts], err
+    assert "no dictated daemon is running" in err and "waiting for it" in err
+    assert err.count("connected to the daemon") == 2, err

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import CohereAsrForConditionalGeneration
+from transformers import CohereAsrConfig, CohereAsrForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.utils import logging as hf_logging
 
 from ...errors import ConfigError, ModelError
 from .features import MAX_FRAMES
+from .layout import is_nemo_layout, native_config
 from .runtime import CohereRuntime, DecoderSession, EncoderOutput
 
 log = logging.getLogger(__name__)
@@ -83,19 +84,31 @@ def resolve_dtype(compute_type: str | None, device: torch.device) -> tuple[torch
 def load_model(
     model_dir: Path, device: torch.device, dtype: torch.dtype
 ) -> CohereAsrForConditionalGeneration:
-    """Load a `save_pretrained` directory; ModelError naming the directory or file on failure."""
+    """Load a checkpoint directory in either layout; ModelError naming the directory or file on failure.
+
+    The NeMo layout users download (layout.py) is built at the sizes its NeMo keys give, not at
+    `CohereAsrConfig`'s defaults; transformers' conversion mapping renames its weights and casts
+    its bf16 tensors to `dtype`.
+    """
     config_path = model_dir / "config.json"
     try:
-        model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError) as exc:
+        raw = json.loads(config_path.read_text(encoding="utf-8"))
+        model_type = raw.get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
         raise ModelError(f"cannot read {config_path}: {exc}") from exc
     if model_type != "cohere_asr":
         raise ModelError(
             f"{config_path} describes a {model_type!r} model, not cohere_asr (Cohere Transcribe)"
         )
+    config = None
+    if is_nemo_layout(raw):
+        log.info("%s is in the NeMo layout: sizes from its NeMo keys", config_path)
+        config = CohereAsrConfig.from_dict(native_config(raw, str(config_path)))
     hf_logging.disable_progress_bar()  # a daemon's stderr is a log, not a terminal
     try:
-        model = CohereAsrForConditionalGeneration.from_pretrained(model_dir, dtype=dtype)
+        model = CohereAsrForConditionalGeneration.from_pretrained(
+            model_dir, config=config, dtype=dtype
+        )
     except Exception as exc:  # transformers and safetensors raise many types for bad files
         raise ModelError(f"cannot load the Cohere Transcribe model in {model_dir}: {exc}") from exc
     return model.to(device).eval()

@@ -77,10 +77,11 @@ class CohereTokenizer:
     """Prompt building and detokenisation over one vocabulary (SentencePiece or vocab.json)."""
 
     def __init__(self, pieces: Sequence[str], sentencepiece=None, eos_id: int | None = None):
+        """`eos_id` is used only when the vocabulary has no end-of-text piece (EOS_PIECES)."""
         self._pieces = list(pieces)
         self._ids = {piece: i for i, piece in enumerate(self._pieces)}
         self._sp = sentencepiece
-        self.eos_id = eos_id if eos_id is not None else self._find_eos()
+        self.eos_id = self._find_eos(eos_id)
         self._skip = {
             i for i, p in enumerate(self._pieces) if p.startswith("<|") and p.endswith("|>")
         }
@@ -120,6 +121,8 @@ class CohereTokenizer:
         except (OSError, RuntimeError) as exc:
             raise ModelError(f"cannot read SentencePiece model {path}: {exc}") from exc
         pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+        # SentencePiece's own eos is a training-time setting; the model stops at <|endoftext|>,
+        # which the real tokenizer need not have registered as eos (nor at id 3).
         eos = sp.eos_id()
         return cls(pieces, sentencepiece=sp, eos_id=eos if eos >= 0 else None)
 
@@ -198,10 +201,18 @@ class CohereTokenizer:
             out.append(pending.decode("utf-8", errors="replace"))
         return "".join(out).replace("▁", " ").strip()
 
-    def _find_eos(self) -> int:
+    def _find_eos(self, fallback: int | None) -> int:
+        """The id of the first EOS_PIECES piece present, else `fallback`, else REAL_EOS_ID."""
         for piece in EOS_PIECES:
             if piece in self._ids:
                 return self._ids[piece]
+        if fallback is not None:
+            log.warning(
+                "no end-of-text piece among %s; using the tokenizer's eos id %s",
+                EOS_PIECES,
+                fallback,
+            )
+            return fallback
         log.warning("no end-of-text piece among %s; using id %s", EOS_PIECES, REAL_EOS_ID)
         return REAL_EOS_ID
 

@@ -48,9 +48,19 @@ _CORPUS: tuple[str, ...] = (
 )
 
 
-def train_tiny_tokenizer(path: Path, vocab_size: int = 384) -> Path:
-    """Train a byte-fallback BPE SentencePiece model with the Cohere special pieces into `path`."""
+def train_tiny_tokenizer(
+    path: Path, vocab_size: int = 384, *, eos_piece: str = "<|endoftext|>"
+) -> Path:
+    """Train a byte-fallback BPE SentencePiece model with the Cohere special pieces into `path`.
+
+    SentencePiece's built-in eos (id 3) is `eos_piece`; any other value makes `<|endoftext|>` an
+    ordinary user-defined piece at another id (a tokenizer whose eos is not the model's).
+    """
     import sentencepiece as spm
+
+    symbols = list(SPECIAL_PIECES)
+    if eos_piece != "<|endoftext|>":
+        symbols.append("<|endoftext|>")
 
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.train(
@@ -66,8 +76,8 @@ def train_tiny_tokenizer(path: Path, vocab_size: int = 384) -> Path:
         eos_id=3,
         unk_piece="<unk>",
         pad_piece="<pad>",
-        eos_piece="<|endoftext|>",
-        user_defined_symbols=list(SPECIAL_PIECES),
+        eos_piece=eos_piece,
+        user_defined_symbols=symbols,
         hard_vocab_limit=False,
         minloglevel=2,
         num_threads=1,

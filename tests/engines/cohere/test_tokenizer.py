@@ -107,6 +107,28 @@ def test_special_tokens_are_stripped(tokenizer, sp):
     assert tokenizer.eos_id == sp.eos_id() == 3
 
 
+def test_eos_is_the_endoftext_piece_not_sentencepieces_eos(tmp_path):
+    """The model stops at <|endoftext|>; a tokenizer.model whose own eos is another piece
+    (here "</s>" at 3, <|endoftext|> elsewhere) must not make us stop at, or strip, the wrong id."""
+    path = train_tiny_tokenizer(tmp_path / "tokenizer.model", eos_piece="</s>")
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    endoftext = sp.piece_to_id("<|endoftext|>")
+    assert sp.eos_id() == 3 and sp.id_to_piece(3) == "</s>" and endoftext not in (3, sp.unk_id())
+    write_vocab_json(path, tmp_path / "vocab.json")
+    for tokenizer in (
+        CohereTokenizer.from_sentencepiece(path),
+        CohereTokenizer.from_vocab_json(tmp_path / "vocab.json"),
+    ):
+        assert tokenizer.eos_id == endoftext
+        assert tokenizer.decode(sp.encode("hello") + [endoftext]) == "hello"
+
+
+def test_eos_falls_back_to_sentencepieces_eos_without_an_endoftext_piece():
+    controls = ["<|startofcontext|>", "<|startoftranscript|>", "<|emo:undefined|>", "<|pnc|>"]
+    pieces = ["<unk>", "<|nospeech|>", "<pad>", "<|stop|>", *controls, "<|nopnc|>", "<|noitn|>"]
+    assert CohereTokenizer(pieces, eos_id=3).eos_id == 3
+
+
 def test_all_sources_agree_with_transformers(model_dir, sp, hf_tokenizer):
     backend, tokenizer_json = hf_tokenizer
     a = CohereTokenizer.from_sentencepiece(model_dir / "tokenizer.model")

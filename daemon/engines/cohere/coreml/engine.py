@@ -22,6 +22,7 @@ from ..tokenizer import CohereTokenizer
 from .contract import DEC_LOGITS, DecoderFlavour
 from .models import find_layout, find_packages, installed_models, models_root
 from .pull import DEFAULT_VARIANT
+from .signature import weight_precision
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +61,44 @@ def load_tokenizer(vocab: Path) -> CohereTokenizer:
     return CohereTokenizer.from_vocab_json(vocab)
 
 
+MACOS_FOR_STATEFUL = 15  # CoreML's State API
+MACOS_FOR_INT8_ENCODER = 15  # the published int8 encoder (q8/), the default pull's
+
+
+def macos_problem(layout, release: str) -> str | None:
+    """What in `layout` needs a newer macOS than `release` ("14.6"), or None.
+
+    Said up front because CoreML's own load error does not name the cause. Only the published fp16
+    encoder with a cache-external decoder runs on macOS 14; `models export` targets macOS 15.
+    """
+    major = int(release.split(".")[0]) if release else 0
+    if major <= 0:
+        return None
+    needs = []
+    if layout.flavour is DecoderFlavour.STATEFUL and major < MACOS_FOR_STATEFUL:
+        needs.append(f"the stateful decoder {layout.decoder.name} (CoreML's State API)")
+    int8 = [b.path.name for b in layout.encoders if weight_precision(b.signature) == "int8"]
+    if int8 and major < MACOS_FOR_INT8_ENCODER:
+        needs.append(f"the int8 encoder {', '.join(int8)}")
+    if not needs:
+        return None
+    return (
+        f"{' and '.join(needs)} need macOS 15 (this is {release}). Update macOS, or on "
+        "macOS 14 use the published fp16 encoder (f16/) with a cache-external decoder"
+    )
+
+
 def _check_macos_version(layout) -> None:
-    """The State API arrived in macOS 15; say so instead of CoreML's load error."""
     import platform
 
-    release = platform.mac_ver()[0]
-    major = int(release.split(".")[0]) if release else 0
-    if layout.flavour is DecoderFlavour.STATEFUL and 0 < major < 15:
-        raise ModelError(
-            f"{layout.decoder.name} is a stateful decoder, which needs macOS 15 (this is {release}); "
-            "use `dictated models pull` (cache-external decoder, macOS 14) or export with "
-            "--cache-external --no-stateful"
-        )
+    problem = macos_problem(layout, platform.mac_ver()[0])
+    if problem:
+        raise ModelError(problem)
 
 
 class CohereCoreMLEngine(CohereEngine):
-    """Cohere Transcribe on CoreML (`pip install 'dictated[coreml]'`, macOS 14+; stateful decoders 15+)."""
+    """Cohere Transcribe on CoreML (`pip install 'dictated[coreml]'`; macOS 15 for the int8 encoder
+    and stateful decoders, 14 for the fp16 encoder with a cache-external decoder)."""
 
     name: ClassVar[str] = "cohere-coreml"
 

@@ -7,9 +7,12 @@ progress bars; afterwards every file's size and sha256 are checked against the h
 files) and written to `dictated-pull.json`, which `models verify` checks later.
 
 Default variant: FluidInference measured their stateful decoder at 58 % English WER against 10.6 %
-for the cache-external decoder with the same host pipeline, and FluidAudio ships an int8 encoder
-with the fp16 cache-external v2 decoder. So "int8-encoder+fp16-decoder" takes the q8 encoder and
-that cache-external decoder when the repo has it, and the f16 stateful decoder only as a fallback.
+for the cache-external decoder with the same host pipeline, and FluidAudio ships the int8 encoder
+(q8/, needs macOS 15) with the cache-external v2 decoder (FP32, fixed attention mask, runs on the
+Neural Engine); FluidAudio falls back to v1 (FP16, growing mask, CPU/GPU) when v2 is absent. So
+"int8-encoder+fp16-decoder" (named after the upstream recommendation of an fp16-or-better decoder)
+takes the q8 encoder with v2 when the repo has it, v1 at older revisions without v2, and the f16
+stateful decoder only when the repo has no cache-external decoder at all.
 """
 
 from __future__ import annotations
@@ -46,11 +49,15 @@ VARIANTS: dict[str, Variant] = {
     for v in (
         Variant(
             "int8-encoder+fp16-decoder",
-            "int8 encoder + fp16 decoder, the cache-external v2 one FluidAudio ships (measured best); ~2.2 GB",
+            "int8 encoder + the cache-external decoder FluidAudio ships (v2, FP32; v1, FP16, at "
+            "older revisions), measured best; macOS 15; ~2.2-2.5 GB",
             "q8",
-            # the fp16 decoder the name promises; the int8 one FluidAudio ships only if it is the
-            # one cache-external decoder there is
-            (("f16", EXTERNAL_V2), ("q8", EXTERNAL_V2), ("", EXTERNAL_V2), ("f16", STATEFUL)),
+            # v2 wherever the repo keeps it (f16/ first), then v1 likewise, then the stateful one
+            (
+                *((folder, EXTERNAL_V2) for folder in ("f16", "q8", "")),
+                *((folder, EXTERNAL_V1) for folder in ("f16", "q8", "")),
+                ("f16", STATEFUL),
+            ),
         ),
         Variant(
             "f16", "fp16 encoder + fp16 stateful decoder; ~3.9 GB", "f16", (("f16", STATEFUL),)

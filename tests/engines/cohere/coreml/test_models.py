@@ -273,6 +273,39 @@ def test_default_variant_falls_back_to_the_fp16_stateful_decoder():
     )
 
 
+# an older revision: FluidAudio's legacy pair, the cache-external v1 decoder (FP16, growing
+# attention mask) in q8/, no v2 yet
+V1_ONLY = [f for f in OLDER] + compiled_files("q8/cohere_decoder_cache_external.mlmodelc")
+
+
+def test_default_variant_falls_back_to_v1_before_the_stateful_decoder():
+    default = coreml_pull.VARIANTS[coreml_pull.DEFAULT_VARIANT]
+    sel = coreml_pull.select_files(V1_ONLY, default)
+    assert (sel.encoder, sel.decoder) == (
+        "q8/cohere_encoder.mlmodelc",
+        "q8/cohere_decoder_cache_external.mlmodelc",  # not f16/cohere_decoder_stateful
+    )
+    assert set(sel.files) == set(
+        compiled_files(sel.encoder) + compiled_files(sel.decoder) + ["q8/vocab.json"]
+    )
+    with_f16_v1 = V1_ONLY + package_files("f16/cohere_decoder_cache_external.mlpackage")
+    assert (
+        coreml_pull.select_files(with_f16_v1, default).decoder
+        == "f16/cohere_decoder_cache_external.mlpackage"
+    )
+    at_the_root = OLDER + package_files("cohere_decoder_cache_external.mlpackage")
+    assert (
+        coreml_pull.select_files(at_the_root, default).decoder
+        == "cohere_decoder_cache_external.mlpackage"
+    )
+    # v2 wins wherever it is, v1 next to it or not
+    both = CURRENT + compiled_files("q8/cohere_decoder_cache_external.mlmodelc")
+    assert (
+        coreml_pull.select_files(both, default).decoder
+        == "f16/cohere_decoder_cache_external_v2.mlmodelc"
+    )
+
+
 @pytest.mark.parametrize("variant,folder", [("f16", "f16"), ("q8", "q8")])
 def test_named_variants(variant, folder):
     sel = coreml_pull.select_files(CURRENT, coreml_pull.VARIANTS[variant])
@@ -280,6 +313,12 @@ def test_named_variants(variant, folder):
         f"{folder}/cohere_encoder.mlmodelc",
         f"{folder}/cohere_decoder_stateful.mlpackage",
     )
+
+
+def test_named_variants_keep_their_stateful_decoders_at_v1_revisions():
+    for variant, folder in (("f16", "f16"), ("q8", "q8")):
+        sel = coreml_pull.select_files(V1_ONLY, coreml_pull.VARIANTS[variant])
+        assert sel.decoder == f"{folder}/cohere_decoder_stateful.mlpackage"
 
 
 def test_a_listing_without_the_files_is_a_clear_error():
@@ -404,3 +443,27 @@ def test_the_engine_finds_models_by_path_name_or_default(export, tmp_path, monke
     assert (
         resolve_model_dir(None) == models_root() / coreml_pull.DEFAULT_VARIANT
     )  # pulled default first
+
+
+# -- which macOS a layout needs -------------------------------------------------------------------
+
+
+def test_macos_15_is_named_for_stateful_decoders_and_int8_encoders(tmp_path_factory, export, copy):
+    from dictated.engines.cohere.coreml.engine import macos_problem
+
+    stateful = find_layout(export)  # fp16 encoders, stateful decoder
+    assert macos_problem(stateful, "15.1") is None and macos_problem(stateful, "") is None
+    problem = macos_problem(stateful, "14.6")
+    assert problem.startswith("the stateful decoder cohere_decoder_stateful.mlpackage (CoreML")
+    assert "need macOS 15 (this is 14.6)" in problem and "int8" not in problem
+
+    shutil.rmtree(copy / STATEFUL)
+    (copy / "manifest.json").unlink()
+    external = find_layout(copy)  # fp16 encoders + cache-external v2: what macOS 14 can run
+    assert external.flavour is contract.DecoderFlavour.CACHE_EXTERNAL_V2
+    assert macos_problem(external, "14.6") is None
+
+    int8 = find_layout(tiny_export(tmp_path_factory, precision="int8"))
+    problem = macos_problem(int8, "14.6")
+    assert "the int8 encoder cohere_encoder_2s.mlpackage, cohere_encoder_5s.mlpackage" in problem
+    assert macos_problem(int8, "15.0") is None
