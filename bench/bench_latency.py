@@ -1,100 +1,178 @@
-"""Latency from end of speech to a subscriber receiving the transcript, split by stage.
+"""End of speech -> a subscriber holding the final text, with speculation off and on.
 
-Runs the real daemon on a multi-utterance espeak-ng recording paced like a microphone
-(`--realtime`) and a real ZeroMQ subscriber. The reference, in the same run, is the engine alone:
-faster-whisper transcribing the very same utterances in this process. Usage:
+Runs the real daemon (embedded Whisper tiny.en, defaults otherwise) twice over the same
+multi-utterance stream of read speech (espeak-ng sentences from tests/speech.py, paced like a
+microphone with `--realtime`), with a real ZeroMQ subscriber, and prints one table:
 
-    python bench/bench_latency.py [--sentences 8] [--pause 1.2]
+- p50 / p95 / max latency from the end of speech (the transcript's `end`) to the subscriber
+  receiving the transcript;
+- CPU cores the daemon used over the session: its process CPU time / wall time from `ready`
+  to `stopped` (model loading excluded; both read from /proc);
+- WER of all finals against the known text (jiwer, lower case, punctuation removed);
+- speculative decodes and wasted ones (from the last status event), utterances delivered;
+- ratios of latency p50 and CPU against the speculation-off row (the reference, same process).
+
+The machine's load average is printed with it: on a shared machine rerun it when quiet.
+
+    python bench/bench_latency.py [--sentences 12] [--pause 1.2] [--only on]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import soundfile
 import zmq
 from _common import REPO, isolated_env, pct, print_table
 
+_TICKS = os.sysconf("SC_CLK_TCK")
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sentences", type=int, default=8)
-    parser.add_argument("--pause", type=float, default=1.2)
-    args = parser.parse_args()
 
-    from dictated.audio.format import SAMPLE_RATE, int16_to_float32
-    from dictated.engines import EngineOptions, create_engine
-    from tests.speech import SENTENCES, compose
+@dataclass(frozen=True)
+class Run:
+    mode: str
+    latencies_s: list[float]
+    cpu_cores: float
+    texts: list[str]
+    speculative: int
+    wasted: int
+    partials: int
 
-    signal = compose(SENTENCES[: args.sentences], args.pause)
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def run_daemon(wav: str, mode: str, extra: list[str]) -> Run:
     env = isolated_env()
-    wav = f"{env['XDG_DATA_HOME']}-latency.wav"
-    soundfile.write(wav, signal.pcm, SAMPLE_RATE, subtype="PCM_16")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-
     context = zmq.Context()
     sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"transcript")
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(f"tcp://127.0.0.1:{port}")
     cmd = [
-        sys.executable,
-        "-m",
-        "dictated",
-        "run",
-        "--source",
-        f"file:{wav}",
-        "--realtime",
-        "--engine",
-        "whisper",
-        "--pub",
-        f"tcp://127.0.0.1:{port}",
-        "--linger",
-        "0.5",
-        "--log-level",
-        "warning",
+        *(sys.executable, "-m", "dictated", "run", "--source", f"file:{wav}", "--realtime"),
+        *("--engine", "whisper", "--pub", f"tcp://127.0.0.1:{port}", "--linger", "0.5"),
+        *("--log-level", "warning", *extra),
     ]
-    print(
-        f"running the daemon on {len(signal.pcm) / SAMPLE_RATE:.0f} s of speech in real time ...",
-        flush=True,
-    )
     proc = subprocess.Popen(cmd, env=env, cwd=REPO)
-    received = []
+    latencies, texts = [], []
+    ready_at = ready_cpu = None
+    cpu = float("nan")
+    last_status: dict = {}
+    partials = 0
     while proc.poll() is None or sub.poll(100):
-        if sub.poll(100):
-            _, body = sub.recv_multipart()
-            received.append((time.time(), json.loads(body)))
+        if not sub.poll(100):
+            continue
+        topic, frame = sub.recv_multipart()
+        at = time.time()
+        body = json.loads(frame)
+        if topic == b"transcript":
+            latencies.append(at - body["end"])
+            texts.append(body["text"])
+        elif topic == b"partial":
+            partials += 1
+        elif topic == b"status":
+            last_status = body
+            if body["state"] == "ready" and ready_at is None:
+                ready_at, ready_cpu = at, cpu_seconds(proc.pid)
+            elif body["state"] == "stopped" and ready_at is not None:
+                cpu = (cpu_seconds(proc.pid) - ready_cpu) / (at - ready_at)
     context.destroy()
+    if proc.returncode != 0:
+        raise SystemExit(f"the daemon ({mode}) exited with {proc.returncode}")
+    return Run(
+        mode,
+        latencies,
+        cpu,
+        texts,
+        last_status.get("speculative", 0),
+        last_status.get("speculative_wasted", 0),
+        partials,
+    )
 
-    # publish = everything after the engine until the subscriber has it: journal fsync, send, delivery
-    stages = {"hangover": [], "queue": [], "engine": [], "publish": [], "total": []}
-    for at, body in received:
-        t = body["timings_ms"]
-        total = (at - body["end"]) * 1000
-        for key in ("hangover", "queue", "engine"):
-            stages[key].append(t[key])
-        stages["publish"].append(total - t["hangover"] - t["queue"] - t["engine"])
-        stages["total"].append(total)
 
-    engine = create_engine("whisper", EngineOptions())
-    reference = []
-    for spoken in signal.spoken:
-        clip = int16_to_float32(signal.pcm[spoken.start_sample - 4800 : spoken.end_sample + 9600])
-        started = time.perf_counter()
-        engine.transcribe(clip, "en")
-        reference.append((time.perf_counter() - started) * 1000)
-    ref50 = pct(reference, 50)
-    rows = [[k, len(v), pct(v, 50), pct(v, 95), pct(v, 50) / ref50] for k, v in stages.items()]
-    rows.append(["reference: engine alone", len(reference), ref50, pct(reference, 95), 1.0])
+def normalise(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sentences", type=int, default=12)
+    parser.add_argument("--pause", type=float, default=1.2, help="seconds between sentences")
+    parser.add_argument("--only", choices=("off", "on"), help="run one mode only")
+    args = parser.parse_args()
+
+    import jiwer
+
+    from dictated.audio.format import SAMPLE_RATE
+    from tests.speech import SENTENCES, compose
+
+    signal = compose(SENTENCES[: args.sentences], args.pause)
+    wav = f"{isolated_env()['XDG_DATA_HOME']}-latency.wav"
+    soundfile.write(wav, signal.pcm, SAMPLE_RATE, subtype="PCM_16")
+    truth = normalise(signal.text)
+    modes = {"off": ["--speculation", "off"], "on": []}  # on: the defaults, no flags
+    if args.only:
+        modes = {args.only: modes[args.only]}
+    seconds = len(signal.pcm) / SAMPLE_RATE
+    runs = []
+    for mode, extra in modes.items():
+        print(f"speculation {mode}: {seconds:.0f} s of speech in real time ...", flush=True)
+        runs.append(run_daemon(wav, mode, extra))
+    load = os.getloadavg()
+
+    ref = runs[0]
+    rows = []
+    for r in runs:
+        wer = jiwer.wer(truth, normalise(" ".join(r.texts)))
+        rows.append(
+            [
+                f"speculation {r.mode}",
+                f"{len(r.latencies_s)}/{len(signal.spoken)}",
+                pct(r.latencies_s, 50),
+                pct(r.latencies_s, 95),
+                max(r.latencies_s, default=float("nan")),
+                f"{r.cpu_cores:.3f}",
+                f"{wer:.3f}",
+                r.speculative,
+                r.wasted,
+                r.partials,
+                pct(r.latencies_s, 50) / pct(ref.latencies_s, 50),
+                r.cpu_cores / ref.cpu_cores,
+            ]
+        )
     print_table(
-        f"end of speech -> subscriber, {len(received)} utterances (ms; ratio = p50 / engine-alone p50)",
-        ["stage", "n", "p50", "p95", "ratio"],
+        f"end of speech -> subscriber holding the final ({len(signal.spoken)} utterances, "
+        f"{seconds:.0f} s, pauses {args.pause:g} s; load average {load[0]:.2f} {load[1]:.2f}; "
+        f"latency in s; ratios against the first row)",
+        [
+            "run",
+            "delivered",
+            "p50",
+            "p95",
+            "max",
+            "cpu cores",
+            "WER",
+            "spec",
+            "wasted",
+            "partials",
+            "p50 ratio",
+            "cpu ratio",
+        ],
         rows,
     )
 

@@ -1,4 +1,9 @@
-"""dictated-tail: print live transcripts; `--since SEQ` replays history first, with no gap or duplicate."""
+"""dictated-tail: print live transcripts; `--since SEQ` replays history first, with no gap or duplicate.
+
+`--partials` also shows the text of the utterance still being spoken: on a terminal one line
+that is rewritten in place (carriage return) until the final text replaces it; elsewhere (a
+pipe, a file) one `partial:` line per update, so nothing is overwritten in a log.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ import argparse
 import json
 import logging
 import sys
+from typing import TextIO
 
 import zmq
 
-from dictated.protocol import TOPIC_ERROR, TOPIC_TRANSCRIPT
+from dictated.protocol import TOPIC_ERROR, TOPIC_PARTIAL, TOPIC_TRANSCRIPT, Event
 
 from .control import CommandFailed, ControlClient, DaemonUnavailable
 from .subscribe import Subscription
@@ -36,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--control", metavar="ENDPOINT", help="control endpoint (default: the per-user ipc socket)"
     )
     p.add_argument(
+        "--partials",
+        action="store_true",
+        help="show the text of the utterance being spoken, updated in place on a terminal",
+    )
+    p.add_argument(
         "--topic",
         action="append",
         metavar="TOPIC",
@@ -51,6 +62,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-exit", type=float, metavar="S", help="exit after S seconds without any event"
     )
     return p
+
+
+class Printer:
+    """Writes transcripts (and partials) as text; the one open partial line is kept on a tty."""
+
+    CLEAR = "\r\x1b[K"  # back to the line's start and erase it
+
+    def __init__(self, out: TextIO, err: TextIO, partials: bool, tty: bool):
+        self.out, self.err = out, err
+        self.partials, self.tty = partials, tty
+        self._open = False  # a partial line is on screen, not yet ended
+
+    def show(self, event: Event) -> None:
+        body = event.body
+        if event.topic == TOPIC_PARTIAL and self.partials:
+            if self.tty:
+                self.out.write(f"{self.CLEAR}{body.get('text', '')}")
+                self._open = True
+            else:
+                self.out.write(f"partial: {body.get('text', '')}\n")
+        elif event.topic == TOPIC_TRANSCRIPT:
+            self._close()
+            if body.get("text"):
+                self.out.write(f"{body['text']}\n")
+        elif event.topic == TOPIC_ERROR:
+            self._close()
+            self.out.flush()
+            print(f"error: {body.get('message')}", file=self.err, flush=True)
+        self.out.flush()
+
+    def _close(self) -> None:
+        if self._open:
+            self.out.write(self.CLEAR)
+            self._open = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,16 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dictated-tail: cannot connect: {exc}", file=sys.stderr)
         return 1
     transcripts = 0
+    printer = Printer(sys.stdout, sys.stderr, args.partials, sys.stdout.isatty())
     try:
         for event in sub.events(timeout_s=args.idle_exit):
             if args.json:
                 print(
                     json.dumps({"topic": event.topic, **event.body}, ensure_ascii=False), flush=True
                 )
-            elif event.topic == TOPIC_TRANSCRIPT and event.body.get("text"):
-                print(event.body["text"], flush=True)
-            elif event.topic == TOPIC_ERROR:
-                print(f"error: {event.body.get('message')}", file=sys.stderr, flush=True)
+            else:
+                printer.show(event)
             if event.topic == TOPIC_TRANSCRIPT:
                 transcripts += 1
                 if args.count and transcripts >= args.count:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .audio.source import AudioSource
 from .clock import StreamClock
 from .errors import DictatedError
-from .events import SegmenterEvent, SpeechStarted, UtteranceEnded
+from .events import OpenAudio, SegmenterEvent, SpeechStarted, UtteranceEnded
 from .segmenter import Segmenter, SegmenterOptions
 from .shutdown import STOP_CAPTURE_TIMEOUT_S  # the bound the service managers allow for
 
@@ -49,16 +49,22 @@ class Capture:
         options: SegmenterOptions,
         new_id: Callable[[], str],
         on_heard: OnHeard,
+        after_block: Callable[[int], None] | None = None,
     ):
+        """`after_block(stream_samples)` runs after each block the segmenter took (partial
+        results tick there)."""
         self.source = source
         self.clock = StreamClock(source.realtime)  # the source's timeline, for the whole run
         self.paused = False
         self._options = options
         self._new_id = new_id
         self._on_heard = on_heard
+        self._after_block = after_block
         self._segmenter: Segmenter | None = None  # made at the first block after (re)start
         self._open_id: str | None = None  # the utterance under way, from its speech start
-        self._flushes: set[asyncio.Task] = set()  # utterances ended by a pause, being handed on
+        # utterances ended outside the pump (by a pause, or early), being handed on; the pump
+        # waits for them before it hands on anything later, so events keep stream order
+        self._flushes: set[asyncio.Task] = set()
 
     async def run(self, stop: asyncio.Event) -> DictatedError | None:
         """Capture until end of input or `stop`; end what is open. Returns the source's failure."""
@@ -102,7 +108,23 @@ class Capture:
         """End the open utterance now (pause, a lost device) and hand it on; the next block
         starts a fresh segmenter. Handed on in a task: a busy worker may make that wait, and
         the caller (the control socket, the source) must go on meanwhile."""
-        task = asyncio.create_task(self._on_heard(self._flush()), name="flush")
+        self._hand_on(self._flush(), "flush")
+
+    def open_audio(self) -> OpenAudio | None:
+        """The utterance under way so far (for speculative decoding), or None."""
+        return self._segmenter.open_audio() if self._segmenter is not None else None
+
+    def end_early(self, start_sample: int, heard_until: int, hangover_ms: int) -> None:
+        """End the open utterance `hangover_ms` after its speech (see `Segmenter.end_early`);
+        when that point has passed, it ends now and is handed on."""
+        if self._segmenter is None:
+            return
+        heard = self._identify(self._segmenter.end_early(start_sample, heard_until, hangover_ms))
+        if heard:
+            self._hand_on(heard, "early-end")
+
+    def _hand_on(self, heard: list[Heard], name: str) -> None:
+        task = asyncio.create_task(self._on_heard(heard), name=name)
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
@@ -129,7 +151,11 @@ class Capture:
             heard = self._identify(segmenter.push(block.pcm))
             source.set_idle(segmenter.idle)
             if heard:
+                if self._flushes:  # an early end's events come first: they are older
+                    await asyncio.gather(*self._flushes)
                 await self._on_heard(heard)
+            if self._after_block is not None:
+                self._after_block(clock.samples)
 
     def _flush(self) -> list[Heard]:
         """End the open utterance (synchronously, so exactly where asked); the next block after

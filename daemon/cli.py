@@ -164,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow non-loopback --pub addresses",
     )
     run.add_argument(
+        "--speculation",
+        dest="speculation.mode",
+        choices=("auto", "on", "off"),
+        help="decode during pauses so the text is ready when speech ends (default auto: on)",
+    )
+    run.add_argument(
+        "--partials",
+        dest="speculation.partials",
+        choices=("off", "on", "cheap"),
+        help="publish the open utterance's text on the `partial` topic (default cheap: where the "
+        "engine decodes a short clip cheaply; never Whisper)",
+    )
+    run.add_argument(
         "--runtime-dir", dest="transport.runtime_dir", help="directory for the ipc sockets"
     )
     run.add_argument(

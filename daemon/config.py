@@ -24,6 +24,7 @@ from .journal import Rotation
 from .loopback import is_loopback_host
 from .segmenter import SegmenterOptions
 from .shutdown import DEFAULT_LINGER_S
+from .speculation import SpeculationOptions
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class Config:
     engine: EngineChoice = field(default_factory=EngineChoice)
     engine_options: EngineOptions = field(default_factory=EngineOptions)
     segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
+    speculation: SpeculationOptions = field(default_factory=SpeculationOptions)
     transport: TransportOptions = field(default_factory=TransportOptions)
     journal: JournalOptions = field(default_factory=JournalOptions)
     log: LogOptions = field(default_factory=LogOptions)
@@ -127,6 +129,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "audio": ("audio",),
     "engine": ("engine", "engine_options"),
     "segmenter": ("segmenter",),
+    "speculation": ("speculation",),
     "transport": ("transport",),
     "journal": ("journal",),
     "log": ("log",),

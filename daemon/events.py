@@ -56,8 +56,24 @@ class SpeechPaused:
 
 
 @dataclass(frozen=True)
+class SpeechResumed:
+    """A voiced frame after a `SpeechPaused`: what was heard up to the pause is not all of it."""
+
+    sample: int  # stream offset of the voiced frame
+
+
+@dataclass(frozen=True)
 class UtteranceEnded:
     utterance: Utterance
 
 
-SegmenterEvent = SpeechStarted | SpeechPaused | UtteranceEnded
+@dataclass(frozen=True)
+class OpenAudio:
+    """The utterance under way, so far: what a speculative decode or a partial result hears."""
+
+    pcm: np.ndarray  # int16, pre-roll included
+    start_sample: int  # stream offset of pcm[0]
+    speech_end_sample: int  # stream offset just after its last voiced frame so far
+
+
+SegmenterEvent = SpeechStarted | SpeechPaused | SpeechResumed | UtteranceEnded

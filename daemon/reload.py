@@ -1,6 +1,6 @@
 """SIGHUP: what a reloaded config changes in a running daemon, and what waits for a restart.
 
-Applied at once: the segmenter settings (from the next moment nobody is speaking, so the utterance
+Applied at once: the segmenter and speculation settings (from the next moment nobody is speaking, so the utterance
 under way is not cut in two), the language, the journal's rotation. An engine change (name or any
 engine option) loads the new engine on the inference thread, between utterances. The audio
 source, the sockets and the journal's path stay as they are until the daemon restarts (a log line

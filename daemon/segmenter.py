@@ -14,7 +14,10 @@ overhang that follows a click). Over those decisions it keeps two sliding window
 - the utterance ends once speech has not been going on for `hangover_ms` (the end window takes
   ~0.2 s to fall below its ratio after the last voiced frame, so with the defaults an utterance
   closes ~0.8 s after speech stops); `SpeechPaused` is reported after `pause_ms` without a voiced
-  frame (where speculative decoding can start);
+  frame, counted from the last voiced frame itself (not from the lagging end window), and
+  `SpeechResumed` at the next voiced frame -- where speculative decoding starts and is cancelled;
+- `end_early` lets the open utterance end sooner than the hangover (when a speculative decode
+  says its text ends a sentence), unless speech came after what that decode heard;
 - utterances with fewer than `min_speech_ms` of voiced frames are blips and are dropped
   (`SpeechStarted` is only reported once an utterance has that much, so no start dangles);
 - no utterance exceeds `max_utterance_s`: at the cap it is cut at the longest unvoiced run (the
@@ -39,8 +42,10 @@ from .audio.format import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, MAX_UTTERANCE_S,
 from .errors import AudioError, ConfigError
 from .events import (
     EndReason,
+    OpenAudio,
     SegmenterEvent,
     SpeechPaused,
+    SpeechResumed,
     SpeechStarted,
     Utterance,
     UtteranceEnded,
@@ -77,7 +82,9 @@ class SegmenterOptions:
     end_window_ms: int = 450  # window whose voiced fraction keeps speech going ...
     end_ratio: float = 0.5  # ... while it stays at least this
     hangover_ms: int = 600  # an utterance ends after this long without speech going on
-    pause_ms: int = 240  # SpeechPaused after this long without a voiced frame (capped by hangover)
+    pause_ms: int = (
+        180  # SpeechPaused (a speculative decode starts) this long after the last voiced frame
+    )
     min_speech_ms: int = 300  # utterances with less voiced audio than this are dropped as blips
     max_utterance_s: float = MAX_UTTERANCE_S  # hard cap; longer speech is cut and carried on
     cut_search_ms: int = 6000  # how far back from the cap to look for a pause to cut at
@@ -209,6 +216,30 @@ class Segmenter:
             return np.zeros(0, dtype=np.int16)
         return np.frombuffer(bytes(self._audio), dtype=np.int16)
 
+    def open_audio(self) -> OpenAudio | None:
+        """The confirmed utterance under way (a copy of its audio and where it is), else None."""
+        if not self.in_speech:
+            return None
+        return OpenAudio(self.current_audio(), self._start, self._speech_end)
+
+    def end_early(
+        self, start_sample: int, heard_until: int, hangover_ms: int
+    ) -> list[SegmenterEvent]:
+        """End the open utterance `hangover_ms` after its last voiced frame instead of after the
+        full hangover -- if it is still the one that starts at `start_sample` and no voiced frame
+        came after `heard_until` (the end of the audio a speculative decode heard).
+
+        Returns the events of closing it now when that point has passed already; otherwise it
+        closes at the frame that reaches it, and any voiced frame before then cancels this.
+        """
+        if not self.in_speech or self._start != start_sample or self._speech_end > heard_until:
+            return []
+        self._early_end = self._speech_end + _frames(hangover_ms) * FRAME_SAMPLES
+        events: list[SegmenterEvent] = []
+        if self._pos >= self._early_end:
+            self._close("silence", events)
+        return events
+
     def push(self, pcm: np.ndarray) -> list[SegmenterEvent]:
         """Consume int16 mono samples of any length; return the events they complete, in order."""
         if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
@@ -293,22 +324,28 @@ class Segmenter:
         if voiced:
             self._voiced += 1
             self._speech_end = self._pos
+            self._early_end = None  # speech went on: a shortened hangover no longer applies
+            if self._paused:
+                self._paused = False
+                events.append(SpeechResumed(start))
+        elif (
+            # once per unvoiced stretch, when nothing has been voiced for pause_ms
+            not self._paused
+            and self._confirmed
+            and self._pos - self._speech_end >= self._pause * FRAME_SAMPLES
+        ):
+            self._paused = True
+            events.append(SpeechPaused(self._speech_end))
         if self._ecount >= self._end_count:
             self._quiet = 0
-            self._paused = False
         else:
             self._quiet += 1
-            # Once per quiet stretch, when nothing has been voiced for pause_ms.
-            if (
-                not self._paused
-                and self._confirmed
-                and self._pos - self._speech_end >= self._pause * FRAME_SAMPLES
-            ):
-                self._paused = True
-                events.append(SpeechPaused(self._speech_end))
             if self._quiet >= self._hangover:
                 self._close("silence", events)
                 return
+        if self._early_end is not None and self._pos >= self._early_end:
+            self._close("silence", events)
+            return
         if not self._confirmed and self._voiced >= self._min_voiced:
             self._confirm(events)
         if len(self._flags) >= self._max_frames:
@@ -326,6 +363,7 @@ class Segmenter:
         self._quiet = 0
         self._paused = False
         self._confirmed = False
+        self._early_end: int | None = None  # stream offset where end_early closes the utterance
 
     def _begin(self, events: list[SegmenterEvent]) -> None:
         self._open = True
@@ -432,6 +470,7 @@ class Segmenter:
         self._flags = flags[cut:]
         self._start = head_end
         self._onset_sample = None  # found when this part is confirmed
+        self._early_end = None  # a speculative decode heard the head, not this part
         self._voiced = sum(self._flags)
         last = self._flags.rfind(1)
         self._speech_end = self._start + (last + 1) * FRAME_SAMPLES if last >= 0 else head_end

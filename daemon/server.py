@@ -33,15 +33,16 @@ from .config import Config
 from .engines.base import Engine
 from .engines.registry import create_engine
 from .errors import ConfigError, DictatedError
-from .events import UtteranceEnded
+from .events import SpeechPaused, SpeechResumed, SpeechStarted, UtteranceEnded
 from .journal import Journal
 from .protocol import CONTROL_SOCKET, EVENTS_SOCKET, Body, ErrorBody, State, StatusBody
 from .reload import plan_reload
 from .shutdown import DRAIN_TIMEOUT_S
+from .speculation import Speculator
 from .translate import failure_body, make_job, speech_end_body, transcript_body, vad_body
 from .transport.control import ControlServer
 from .transport.publisher import Publisher
-from .worker import Job, JobResult, Worker
+from .worker import Job, JobResult, SpeculativeResult, Worker
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,11 @@ class Daemon:
         self._utterances = 0  # utterances finished and handed to the engine
         self._errors = 0  # utterances that got an error instead of a transcript
         self._tasks: set[asyncio.Task] = set()
-        self.worker = Worker(self._engine_factory, self._on_result)
+        self.worker = Worker(
+            self._engine_factory, self._on_result, on_speculative=self._on_speculative
+        )
         self.capture: Capture | None = None  # once the source is open
+        self.speculator: Speculator | None = None  # once the engine is loaded
         # start-up opens these in order; shutdown closes whatever it got to
         self.events_endpoint: str | None = None
         self.control_endpoint: str | None = None
@@ -147,7 +151,11 @@ class Daemon:
                 )
             self._source.on_device_state = self._on_device_state
             self.capture = Capture(
-                self._source, self.config.segmenter, self._new_id, self._on_heard
+                self._source,
+                self.config.segmenter,
+                self._new_id,
+                self._on_heard,
+                after_block=self._after_block,
             )
             self._set_state(State.WARMING, detail="loading and warming up the speech engine")
             engine = await self.worker.start()
@@ -156,6 +164,16 @@ class Daemon:
             except ValueError as exc:
                 raise ConfigError(f"engine.language: {exc}") from exc
             self.engine_name, self.model = engine.name, engine.description
+            self.speculator = Speculator(
+                self.config.speculation,
+                engine,
+                self.worker,
+                open_audio=self.capture.open_audio,
+                end_early=self.capture.end_early,
+                publish=self._publish,
+                language=lambda: self.language,
+            )
+            log.info("%s", self.speculator.describe())
             self._set_state(State.PAUSED if self.capture.paused else State.READY)
             worker_task = asyncio.create_task(self.worker.run(), name="worker")
             heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
@@ -281,6 +299,8 @@ class Daemon:
             self.config_loaded_at = time.time()
             assert self.capture is not None and self.journal is not None
             self.capture.set_options(plan.config.segmenter)
+            if self.speculator is not None:
+                self.speculator.configure(plan.config.speculation, engine)
             self.journal.rotation = plan.config.journal.rotation()
             for part in plan.needs_restart:
                 log.warning("%s changed in the config file: applies when the daemon restarts", part)
@@ -315,6 +335,8 @@ class Daemon:
             uptime_s=round(time.time() - self.started_at, 1),
             utterances=self._utterances,
             errors=self._errors,
+            speculative=self.worker.speculation.started,
+            speculative_wasted=self.worker.speculation.wasted,
         )
 
     def _set_state(self, state: State, detail: str | None = None) -> None:
@@ -344,14 +366,35 @@ class Daemon:
     async def _on_heard(self, heard: list[Heard]) -> None:
         assert self.capture is not None
         clock = self.capture.clock
+        speculator = self.speculator
         for item in heard:
-            if not isinstance(item.event, UtteranceEnded):
-                self._publish(vad_body(item, clock))
+            event = item.event
+            if isinstance(event, SpeechResumed):  # no vad event: only speculation cares
+                if speculator is not None:
+                    speculator.resumed(item.id)
                 continue
-            job = make_job(item.event.utterance, item.id, self.language, clock, time.time())
+            if not isinstance(event, UtteranceEnded):
+                self._publish(vad_body(item, clock))
+                if speculator is None:
+                    continue
+                if isinstance(event, SpeechStarted):
+                    speculator.started(item.id, event.sample, event.onset_sample)
+                elif isinstance(event, SpeechPaused):
+                    speculator.paused(item.id)
+                continue
+            if speculator is not None:
+                speculator.ended(item.id)
+            job = make_job(event.utterance, item.id, self.language, clock, time.time())
             self._utterances += 1
             self._publish(speech_end_body(job))
             await self.worker.submit(job)
+
+    def _after_block(self, stream_samples: int) -> None:
+        if self.speculator is not None:
+            self.speculator.audio(stream_samples)
+
+    def _on_speculative(self, result: SpeculativeResult) -> bool:
+        return self.speculator.on_result(result) if self.speculator is not None else False
 
     async def _on_result(self, result: JobResult) -> None:
         if result.transcript is None:

@@ -58,11 +58,18 @@ def transcript_body(result: JobResult, engine: str, now: float) -> TranscriptBod
     """The transcript of a job the engine finished, published at `now`."""
     job, u, t = result.job, result.job.utterance, result.transcript
     assert t is not None, "a failed job becomes an error event"
+    decode_ms = (result.engine_finished - result.engine_started) * 1000
+    if result.speculative:
+        # decoded during the pause: the wait is only for a decode still running at the end
+        ready = max(result.engine_finished, job.queued_wall)
+        split = {"queue": (ready - job.queued_wall) * 1000, "engine": 0.0, "speculative": decode_ms}
+    else:
+        ready = result.engine_finished
+        split = {"queue": (result.engine_started - job.queued_wall) * 1000, "engine": decode_ms}
     timings = {
         "hangover": (job.closed_wall - job.speech_end_wall) * 1000,
-        "queue": (result.engine_started - job.queued_wall) * 1000,
-        "engine": (result.engine_finished - result.engine_started) * 1000,
-        "publish": (now - result.engine_finished) * 1000,
+        **split,
+        "publish": (now - ready) * 1000,
         **{f"engine_{k}": v for k, v in t.timings_ms.items()},
     }
     return TranscriptBody(

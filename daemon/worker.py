@@ -3,26 +3,47 @@
 The engine (CoreML models and their state, torch modules, CTranslate2) is created, used and closed
 on that one thread. The queue is bounded so a slow engine pushes back on the segmenter instead of
 growing memory without limit, yet nothing is dropped: `submit` waits for room.
+
+Beside the FIFO of finished utterances runs a speculative lane: decodes of the utterance still
+being spoken (at a pause, or for a partial result). Its rules:
+
+- at most one speculative decode in flight, and only while no final is queued or running (a
+  final always goes first); a newer request replaces one not yet started;
+- a final whose utterance has no speech the speculative decode did not hear (same first sample,
+  speech ended inside the audio it covered: the extents decide, not timing) takes that result
+  as its own, without a second decode, waiting for it if it is still running;
+- any other speculative decode still running when a final comes, or cancelled because speech
+  resumed, is cancelled: an interruptible engine stops between tokens, any other runs on and its
+  result is discarded;
+- each speculative decode ends up used (it became the final, or the caller showed it as a
+  partial) or wasted; both are counted (`SpeculationStats`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
+
+import numpy as np
 
 from .audio.format import int16_to_float32
-from .engines.base import Engine, Transcript
+from .engines.base import Cancelled, Engine, Transcript
 from .errors import DictatedError
 from .events import Utterance
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: ids of utterances whose final was submitted, remembered so a late speculative result of one is
+#: never shown as a partial after (or instead of) its final; far more than can be in flight
+_ENDED_MEMORY = 64
 
 
 @dataclass(frozen=True)
@@ -46,6 +67,73 @@ class JobResult:
     error: str | None  # why the engine failed, if it did
     engine_started: float
     engine_finished: float
+    speculative: bool = False  # the transcript is a speculative decode's, made before the end
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """A decode of an utterance still open: its audio so far and the extent that audio covers."""
+
+    id: str  # the utterance's id (assigned at speech start)
+    pcm: np.ndarray  # int16, from the utterance's first sample (pre-roll included) so far
+    start_sample: int  # stream offset of pcm[0]
+    speech_end_sample: int  # stream offset just after the last voiced frame in pcm
+    language: str
+    reason: Literal["pause", "partial"]
+
+    @property
+    def end_sample(self) -> int:
+        return self.start_sample + len(self.pcm)
+
+    def covers(self, utterance: Utterance, language: str) -> bool:
+        """True if the finished `utterance` has no speech this decode did not hear.
+
+        The speculative audio is a prefix of the utterance's when both start at the same sample;
+        if speech ended inside that prefix, what follows is the unvoiced tail the segmenter
+        waited through, and the speculative text is the utterance's text.
+        """
+        return (
+            self.start_sample == utterance.start_sample
+            and utterance.speech_end_sample <= self.end_sample
+            and self.language == language
+        )
+
+
+@dataclass(frozen=True)
+class SpeculativeResult:
+    speculation: Speculation
+    transcript: Transcript
+    engine_started: float
+    engine_finished: float
+
+
+@dataclass
+class SpeculationStats:
+    """Counters of the speculative lane since start (reported in status and the benchmark)."""
+
+    started: int = 0  # speculative decodes run on the engine
+    reused: int = 0  # ... whose result became the final (no second decode)
+    wasted: int = 0  # ... cancelled, failed, discarded, or neither final nor shown as a partial
+
+
+@dataclass
+class _Run:
+    """The speculative decode in flight."""
+
+    speculation: Speculation
+    cancel: threading.Event
+    task: asyncio.Task
+
+
+@dataclass
+class _Candidate:
+    """The latest finished speculative result, kept until a final takes it or it is retired."""
+
+    result: SpeculativeResult
+    used: bool  # shown as a partial
+
+
+OnSpeculative = Callable[[SpeculativeResult], bool]
 
 
 class Worker:
@@ -54,14 +142,26 @@ class Worker:
         load_engine: Callable[[], Engine],
         on_result: Callable[[JobResult], Awaitable[None]],
         queue_size: int = 16,
+        on_speculative: OnSpeculative | None = None,
     ):
+        """`on_speculative` is called on the loop with each speculative result of an utterance
+        whose final has not been submitted yet, and returns True if it showed it (a partial).
+        It must not block: it runs between the lane and the final that may wait for it."""
         self._load_engine = load_engine
         self._on_result = on_result
+        self._on_speculative = on_speculative
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._unfinished: deque[Job] = deque()  # queued or running, oldest first
         self.engine: Engine | None = None
         self.completed = 0
+        self.speculation = SpeculationStats()
+        self._pending: Speculation | None = None  # the next speculative decode to start
+        self._running: _Run | None = None
+        self._candidate: _Candidate | None = None
+        self._ended: deque[str] = deque(maxlen=_ENDED_MEMORY)
+        self._final_busy = False
+        self._closed = False
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the inference thread (the only thread that may touch the engine)."""
@@ -105,6 +205,12 @@ class Worker:
 
     async def submit(self, job: Job) -> None:
         """Queue a job, waiting for room if the engine is behind (never drops)."""
+        self._ended.append(job.id)  # from now on its speculative results are no partials
+        if self._pending is not None and self._pending.id == job.id:
+            self._pending = None
+        run = self._running
+        if run is not None and not run.speculation.covers(job.utterance, job.language):
+            run.cancel.set()  # it cannot become this final: free the engine for it
         if self._queue.full():
             log.warning(
                 "worker: queue full (%d utterances); waiting for the engine", self._queue.qsize()
@@ -114,7 +220,96 @@ class Worker:
 
     async def close_queue(self) -> None:
         """No more jobs: `run` returns once everything queued is done."""
+        self._closed = True
+        self._pending = None
         await self._queue.put(None)
+
+    # -- the speculative lane -------------------------------------------------------------------
+
+    def speculate(self, speculation: Speculation) -> None:
+        """Ask for a speculative decode of an open utterance; it replaces one not yet started."""
+        if self._closed or speculation.id in self._ended:
+            return
+        self._pending = speculation
+        self._kick()
+
+    def cancel_speculation(self, utterance_id: str) -> None:
+        """Speech resumed: what was decoded so far cannot be this utterance's final."""
+        if self._pending is not None and self._pending.id == utterance_id:
+            self._pending = None
+        if self._running is not None and self._running.speculation.id == utterance_id:
+            self._running.cancel.set()
+
+    def _kick(self) -> None:
+        """Start the pending speculative decode if the engine has nothing better to do."""
+        if (
+            self._pending is None
+            or self._running is not None
+            or self._final_busy
+            or not self._queue.empty()
+            or self.engine is None
+        ):
+            return
+        speculation, self._pending = self._pending, None
+        cancel = threading.Event()
+        task = asyncio.get_running_loop().create_task(
+            self._speculate(speculation, cancel), name=f"speculate-{speculation.id}"
+        )
+        self._running = _Run(speculation, cancel, task)
+
+    async def _speculate(self, speculation: Speculation, cancel: threading.Event) -> None:
+        self.speculation.started += 1
+        started = time.time()
+        transcript: Transcript | None = None
+        try:
+            transcript = await self.call(self._transcribe_speculation, speculation, cancel)
+        except Cancelled:
+            pass
+        except Exception:  # a speculative failure costs nothing: the final decodes anew
+            log.warning("speculative decode of %s failed", speculation.id, exc_info=True)
+        self._running = None
+        if transcript is None or cancel.is_set():  # cancelled, failed, or finished but stale
+            self.speculation.wasted += 1
+        else:
+            result = SpeculativeResult(speculation, transcript, started, time.time())
+            self._retire_candidate()
+            self._candidate = candidate = _Candidate(result, used=False)
+            if self._on_speculative is not None and speculation.id not in self._ended:
+                try:
+                    candidate.used = bool(self._on_speculative(result))
+                except Exception:
+                    log.exception("could not deliver the speculative result of %s", speculation.id)
+        self._kick()
+
+    def _retire_candidate(self) -> None:
+        if self._candidate is not None and not self._candidate.used:
+            self.speculation.wasted += 1
+        self._candidate = None
+
+    async def _reuse(self, job: Job) -> SpeculativeResult | None:
+        """The speculative result that is this job's final, if there is one (see module doc)."""
+        run = self._running
+        if run is not None:
+            if run.speculation.id != job.id or not run.speculation.covers(
+                job.utterance, job.language
+            ):
+                run.cancel.set()
+            await asyncio.shield(run.task)  # the engine is one thread: it must be free first
+        candidate = self._candidate
+        if candidate is None or candidate.result.speculation.id != job.id:
+            return None
+        if not candidate.result.speculation.covers(job.utterance, job.language):
+            self._retire_candidate()
+            return None
+        self._candidate = None
+        self.speculation.reused += 1
+        return candidate.result
+
+    def _transcribe_speculation(self, speculation: Speculation, cancel: threading.Event):
+        assert self.engine is not None, "worker.start() loads the engine first"
+        return self.engine.transcribe(
+            int16_to_float32(speculation.pcm), speculation.language, cancel
+        )
 
     def pending(self) -> int:
         return len(self._unfinished)
@@ -128,23 +323,44 @@ class Worker:
 
     async def run(self) -> None:
         while (job := await self._queue.get()) is not None:
-            started = time.time()
+            self._final_busy = True
             try:
-                transcript = await self.call(self._transcribe, job)
-                error = None
-            except DictatedError as exc:  # a known cause (e.g. no server answered): no traceback
-                log.error("engine failed on utterance %s: %s", job.id, exc)
-                transcript, error = None, f"{type(exc).__name__}: {exc}"
-            except Exception as exc:  # reported as an error event naming the utterance
-                log.exception("engine failed on utterance %s", job.id)
-                transcript, error = None, f"{type(exc).__name__}: {exc}"
-            try:
-                await self._on_result(JobResult(job, transcript, error, started, time.time()))
+                result = await self._final(job)
+                await self._on_result(result)
             except Exception:  # a failure to publish one result must not stop all later ones
                 log.exception("could not deliver the result of utterance %s", job.id)
             finally:
                 self._unfinished.popleft()
                 self.completed += 1
+                self._final_busy = False
+                self._kick()
+        if self._running is not None:  # nothing will take it: stop it before the engine closes
+            self._running.cancel.set()
+            await asyncio.shield(self._running.task)
+        self._retire_candidate()
+
+    async def _final(self, job: Job) -> JobResult:
+        reused = await self._reuse(job)
+        if reused is not None:
+            return JobResult(
+                job,
+                reused.transcript,
+                None,
+                reused.engine_started,
+                reused.engine_finished,
+                speculative=True,
+            )
+        started = time.time()
+        try:
+            transcript = await self.call(self._transcribe, job)
+            error = None
+        except DictatedError as exc:  # a known cause (e.g. no server answered): no traceback
+            log.error("engine failed on utterance %s: %s", job.id, exc)
+            transcript, error = None, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # reported as an error event naming the utterance
+            log.exception("engine failed on utterance %s", job.id)
+            transcript, error = None, f"{type(exc).__name__}: {exc}"
+        return JobResult(job, transcript, error, started, time.time())
 
     def unfinished(self) -> list[Job]:
         """Jobs queued or running and not yet delivered, oldest first."""

@@ -17,7 +17,7 @@ import webrtcvad
 
 from dictated.audio.format import FRAME_BYTES, FRAME_SAMPLES, MAX_UTTERANCE_S, SAMPLE_RATE
 from dictated.errors import AudioError, ConfigError
-from dictated.events import SpeechPaused, SpeechStarted, Utterance, UtteranceEnded
+from dictated.events import SpeechPaused, SpeechResumed, SpeechStarted, Utterance, UtteranceEnded
 from dictated.segmenter import Segmenter, SegmenterOptions
 from tests.speech import (
     SENTENCES,
@@ -136,7 +136,8 @@ def test_events_report_start_pauses_and_end_in_order():
     assert_groups(utts, sig, [[0, 1, 2]])
     kinds = [type(e) for e in events]
     assert kinds[0] is SpeechStarted and kinds[-1] is UtteranceEnded
-    assert set(kinds[1:-1]) == {SpeechPaused}
+    # pauses and resumptions alternate: every pause inside the utterance is followed by speech
+    assert kinds[1:-1] == [SpeechPaused, SpeechResumed] * ((len(kinds) - 3) // 2) + [SpeechPaused]
     assert events[0].sample == utts[0].start_sample
     pauses = [e.sample for e in events if isinstance(e, SpeechPaused)]
     # One pause where each sentence ends (the last one just before the utterance ends) ...

@@ -23,10 +23,12 @@ from dictated.clients.control import ControlClient, DaemonUnavailable
 from dictated.config import Config, JournalOptions, TransportOptions
 from dictated.protocol import CONTROL_SOCKET, default_endpoint
 from dictated.server import Daemon
+from dictated.speculation import SpeculationOptions
 from tests.fake_engine import FakeEngine, fingerprint
 from tests.speech import SENTENCES, compose
 
 SR = SAMPLE_RATE
+NO_SPECULATION = SpeculationOptions(mode="off", partials="off")
 
 
 class GatedSource(AudioSource):
@@ -35,8 +37,10 @@ class GatedSource(AudioSource):
 
     description = "gated test signal"
 
-    def __init__(self, pcm: np.ndarray, gates: tuple[int, ...] = ()):
+    def __init__(self, pcm: np.ndarray, gates: tuple[int, ...] = (), pace_s: float = 0.0):
+        """`pace_s`: wait this long after each 100 ms block (0: as fast as the loop goes)."""
         self.pcm = pcm
+        self.pace_s = pace_s
         self.gates = [0, *sorted(gates)]  # the first: until the test is listening
         self.waiting = threading.Event()  # set while held at a gate
         self.go = threading.Event()
@@ -55,7 +59,7 @@ class GatedSource(AudioSource):
             if self._closed:
                 return
             yield Block(self.pcm[offset : offset + block], time.time())
-            await asyncio.sleep(0)
+            await asyncio.sleep(self.pace_s)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -64,11 +68,22 @@ class GatedSource(AudioSource):
 class InProcess:
     """Runs a Daemon on its own loop in a thread, with a SUB socket on an extra tcp endpoint."""
 
-    def __init__(self, env, port, source: GatedSource, engine: FakeEngine, tmp_path: Path):
+    def __init__(
+        self,
+        env,
+        port,
+        source: GatedSource,
+        engine: FakeEngine,
+        tmp_path: Path,
+        speculation: SpeculationOptions = NO_SPECULATION,
+    ):
+        """`speculation`: off unless a test is about it (a speculative decode is an engine call
+        and its text that of a shorter stretch of audio)."""
         self.journal_path = tmp_path / "journal.jsonl"
         config = Config(
             transport=TransportOptions(pub=(f"tcp://127.0.0.1:{port}",), linger_s=0.5),
             journal=JournalOptions(path=self.journal_path),
+            speculation=speculation,
         )
         self.engine = engine
         self.source = source

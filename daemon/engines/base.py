@@ -1,12 +1,16 @@
-"""The engine interface: `transcribe(pcm, language) -> Transcript`.
+"""The engine interface: `transcribe(pcm, language, cancel) -> Transcript`.
 
 An engine is owned by exactly one thread (the worker's inference thread); nothing in here is
-thread-safe and nothing needs to be. Heavy imports (torch, coremltools, ctranslate2) happen inside
-the engine modules, never at package import, so `--help` and config validation stay instant.
+thread-safe and nothing needs to be, except `cancel`: an event another thread may set while a
+speculative decode runs, which an interruptible engine checks between steps (the Cohere greedy
+loop, between tokens) and answers by raising `Cancelled`. Heavy imports (torch, coremltools,
+ctranslate2) happen inside the engine modules, never at package import, so `--help` and config
+validation stay instant.
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..errors import ConfigError
 from .remote.options import RemoteOptions
 
 
@@ -34,6 +39,16 @@ class Transcript:
     engine: str | None = None  # who produced it, when not the configured engine (a fallback)
 
 
+class Cancelled(Exception):  # noqa: N818 - it is an outcome, not a fault
+    """A decode stopped early because its `cancel` event was set; it has no result."""
+
+
+def check_cancelled(cancel: threading.Event | None) -> None:
+    """Raise `Cancelled` if `cancel` is set: the one check engines put between their steps."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """Everything an engine may be configured with; built once from config + CLI.
@@ -48,8 +63,19 @@ class EngineOptions:
     eos_bias: float | None = None  # cohere: None follows the decoder precision (0 f16, 4 int8)
     punctuation: bool = True  # cohere: <|pnc|> vs <|nopnc|>
     beam_size: int = 1  # whisper
+    window_s: float | None = None  # whisper: encoder window; None: auto (twice the audio, 10-30 s)
     cache_dir: Path | None = None  # compiled CoreML models and downloads
     remote: RemoteOptions = field(default_factory=RemoteOptions)  # [engine.remote]
+
+    def __post_init__(self) -> None:
+        if self.window_s is not None and not 5.0 <= self.window_s <= 30.0:
+            raise ConfigError(
+                f"engine.window_s must be between 5 and 30 s (Whisper's window), got {self.window_s}"
+            )
+
+
+#: `relative_cost` at or below this makes a partial result "cheap" (speculation.partials = "cheap")
+CHEAP_COST = 0.5
 
 
 class Engine(ABC):
@@ -59,10 +85,31 @@ class Engine(ABC):
     languages: ClassVar[tuple[str, ...]]  # ISO 639-1 codes this engine accepts
     description: str | None = None  # the loaded model, for status and logs
     default_language: ClassVar[str] = "en"
+    #: transcribe() stops soon after `cancel` is set (else a cancelled decode runs to its end and
+    #: the caller discards it)
+    interruptible: ClassVar[bool] = False
+    #: speculative decoding during pauses is on by default (`speculation.mode = "auto"`); an
+    #: engine whose every decode costs a shared server a request may say no
+    speculate_by_default: ClassVar[bool] = True
 
     @abstractmethod
-    def transcribe(self, pcm: np.ndarray, language: str | None = None) -> Transcript:
-        """Transcribe float32 mono 16 kHz audio (one utterance, at most 35 s)."""
+    def transcribe(
+        self, pcm: np.ndarray, language: str | None = None, cancel: threading.Event | None = None
+    ) -> Transcript:
+        """Transcribe float32 mono 16 kHz audio (one utterance, at most 35 s).
+
+        `cancel`: set by another thread when the result is no longer wanted; an interruptible
+        engine then raises `Cancelled` between steps.
+        """
+
+    def relative_cost(self, samples: int) -> float:
+        """Cost hint: what decoding `samples` of audio costs next to a full-window decode (1.0).
+
+        Partial results in `cheap` mode run only when this is at most `CHEAP_COST`. The default
+        (1.0: every decode costs the same, whatever its length) suits engines that pad to a fixed
+        window, like Whisper's 30 s.
+        """
+        return 1.0
 
     def warmup(self) -> None:  # noqa: B027 - optional hook
         """Run once at start so the first real utterance does not pay for lazy init."""

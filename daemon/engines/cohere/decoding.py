@@ -4,12 +4,14 @@ Repetition handling follows transformers' definitions exactly (`RepetitionPenalt
 `NoRepeatNGramLogitsProcessor` in `generation/logits_process.py`), so that with the PyTorch
 runtime our tokens equal `model.generate(..., repetition_penalty=1.1, no_repeat_ngram_size=3)`:
 the tests compare them. The EOS bias is ours: int8 decoders lose about 2 logits of EOS margin and
-keep talking; +4 on the eos score restored f16 quality upstream.
+keep talking; +4 on the eos score restored f16 quality upstream. A `cancel` event is checked
+before every decoder step, so a speculative decode that is no longer wanted stops within a token.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..base import check_cancelled
 from .runtime import CohereRuntime, EncoderOutput
 
 log = logging.getLogger(__name__)
@@ -152,8 +155,13 @@ class GreedyDecoder:
         return capacity if limit is None else max(0, min(limit, capacity))
 
     def run(
-        self, runtime: CohereRuntime, encoded: EncoderOutput, prompt: Sequence[int]
+        self,
+        runtime: CohereRuntime,
+        encoded: EncoderOutput,
+        prompt: Sequence[int],
+        cancel: threading.Event | None = None,
     ) -> DecodingResult:
+        """Decode greedily; raises `Cancelled` before the next step once `cancel` is set."""
         start = time.perf_counter()
         limit = self.token_limit(runtime, len(prompt))
         if runtime.scores_are_log_probs and any(
@@ -162,10 +170,12 @@ class GreedyDecoder:
             _note_log_probs()
         tokens = [int(t) for t in prompt]
         output: list[int] = []
+        check_cancelled(cancel)
         session = runtime.start(encoded)
         scores = session.feed(tokens) if limit else None
         ended = False
         while scores is not None:
+            check_cancelled(cancel)
             scores = np.array(scores, dtype=np.float32)  # a private copy the filters may edit
             for f in self.filters:
                 f.apply(scores, tokens)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -18,7 +19,7 @@ import numpy as np
 
 from ...audio.format import SAMPLE_RATE
 from ...errors import AudioError, MissingDependencyError, ModelError
-from ..base import Engine, EngineOptions, Transcript
+from ..base import Engine, EngineOptions, Transcript, check_cancelled
 from .checkpoint import DEFAULT_REPO, cached_checkpoint, checkpoint_problem, resolve_checkpoint
 from .decoding import DecodingOptions, GreedyDecoder
 from .features import HOP_LENGTH, MIN_SAMPLES, compute_features, pad_features
@@ -39,6 +40,7 @@ class CohereEngine(Engine):
 
     name: ClassVar[str] = "cohere"
     languages: ClassVar[tuple[str, ...]] = LANGUAGES
+    interruptible: ClassVar[bool] = True  # the greedy loop checks `cancel` between tokens
 
     def __init__(self, runtime: CohereRuntime, tokenizer: CohereTokenizer, options: EngineOptions):
         self.runtime = runtime
@@ -57,7 +59,13 @@ class CohereEngine(Engine):
         self.decoding = dataclasses.replace(self.decoding, **changes)
         self.decoder = GreedyDecoder(self.decoding, self.tokenizer.eos_id)
 
-    def transcribe(self, pcm: np.ndarray, language: str | None = None) -> Transcript:
+    def relative_cost(self, samples: int) -> float:
+        """The encoder pass dominates a short decode: its cost for this length, from the runtime."""
+        return self.runtime.encode_cost(samples // HOP_LENGTH)
+
+    def transcribe(
+        self, pcm: np.ndarray, language: str | None = None, cancel: threading.Event | None = None
+    ) -> Transcript:
         lang = self.check_language(language)
         prompt = self.tokenizer.prompt(lang, self.options.punctuation)
         if len(pcm) < MIN_SAMPLES:  # under 20 ms: no frames to normalise, nothing to say
@@ -75,10 +83,11 @@ class CohereEngine(Engine):
                     f"{limit * HOP_LENGTH / SAMPLE_RATE:.0f} s; split it first (chunking.split_long_audio)"
                 )
             values = pad_features(values, limit, features.valid_frames)
+        check_cancelled(cancel)
         encode_start = time.perf_counter()
         encoded = self.runtime.encode(values, features.valid_frames)
         decode_start = time.perf_counter()
-        result = self.decoder.run(self.runtime, encoded, prompt)
+        result = self.decoder.run(self.runtime, encoded, prompt, cancel)
         result = dataclasses.replace(
             result,
             features_ms=(encode_start - start) * 1000.0,

@@ -58,6 +58,13 @@ class CohereRuntime(ABC):
     def max_feature_frames(self) -> int:
         """Largest number of feature frames `encode` accepts (3500 = 35 s for the published encoder)."""
 
+    def encode_cost(self, valid_frames: int) -> float:
+        """Cost of encoding `valid_frames` next to the largest input (1.0), for partials' hint.
+
+        Default: proportional to the length (an encoder that takes any length, like PyTorch's).
+        """
+        return min(1.0, max(valid_frames, 1) / self.max_feature_frames())
+
     @abstractmethod
     def encode(self, features: np.ndarray, valid_frames: int) -> EncoderOutput:
         """Encode (frames, 128) float32 features whose first `valid_frames` frames are real audio."""

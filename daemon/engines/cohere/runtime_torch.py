@@ -145,6 +145,12 @@ class TorchRuntime(CohereRuntime):
     def max_feature_frames(self) -> int:
         return MAX_FRAMES + 1  # 35 s gives 3501 frames, the last one never valid
 
+    def encode_cost(self, valid_frames: int) -> float:
+        """On a CPU the decoder steps of a 2B model cost as much as the encoder: never cheap."""
+        if self.device.type == "cpu":
+            return 1.0
+        return super().encode_cost(valid_frames)
+
     @torch.inference_mode()
     def encode(self, features: np.ndarray, valid_frames: int) -> EncoderOutput:
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))[None]

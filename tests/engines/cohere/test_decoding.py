@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from unittest import mock
+
 import numpy as np
 import pytest
 
@@ -15,12 +18,14 @@ from transformers.generation.logits_process import (  # noqa: E402
     RepetitionPenaltyLogitsProcessor,
 )
 
+from dictated.engines.base import Cancelled, EngineOptions  # noqa: E402
 from dictated.engines.cohere.decoding import (  # noqa: E402
     DecodingOptions,
     GreedyDecoder,
     NoRepeatNGram,
     RepetitionPenalty,
 )
+from dictated.engines.cohere.engine import CohereTorchEngine  # noqa: E402
 from dictated.engines.cohere.features import Features, compute_features  # noqa: E402
 from dictated.engines.cohere.runtime_torch import TorchRuntime  # noqa: E402
 from dictated.engines.cohere.tokenizer import CohereTokenizer  # noqa: E402
@@ -216,3 +221,52 @@ def test_a_transcript_that_exactly_fills_the_decoder_is_not_truncated(make_dir, 
     runtime.max_positions -= 1  # one position fewer: the last word does not fit
     cut = decoder.run(runtime, encoded, prompt)
     assert list(cut.tokens) == words[:-1] and cut.truncated
+
+
+class CancellingRuntime(TorchRuntime):
+    """The real torch runtime whose decoder session sets `cancel` as it takes its `cancel_at`-th
+    step, as another thread would mid-decode (speech resumed); it counts every step taken."""
+
+    cancel_at = 0
+    cancel = threading.Event()
+
+    def start(self, encoded):
+        session = super().start(encoded)
+        feed = session.feed
+        self.steps = 0
+
+        def counted(token_ids):
+            self.steps += 1
+            if self.steps == self.cancel_at:
+                self.cancel.set()
+            return feed(token_ids)
+
+        session.feed = counted
+        return session
+
+
+def test_cancel_stops_the_greedy_loop_between_tokens(make_dir, clips):
+    runtime = CancellingRuntime.from_pretrained(make_dir(0), device="cpu")
+    decoder = GreedyDecoder(DecodingOptions(), EOS)
+    encoded = runtime.encode(clips[0].values, clips[0].valid_frames)
+    prompt = prompt_for(make_dir(0))
+    full = decoder.run(runtime, encoded, prompt)  # nobody cancels: all 54 tokens
+    assert len(full.tokens) > 10 and runtime.steps >= len(full.tokens)
+
+    runtime.cancel_at, runtime.cancel = 5, threading.Event()  # the prompt, then 4 output tokens
+    with pytest.raises(Cancelled):
+        decoder.run(runtime, encoded, prompt, cancel=runtime.cancel)
+    assert runtime.steps == 5  # the check before the 6th step stopped it
+
+
+def test_a_cancelled_engine_does_not_encode(make_dir):
+    engine = CohereTorchEngine.load(EngineOptions(model=str(make_dir(0))))
+    cancel = threading.Event()
+    cancel.set()
+    pcm = np.zeros(16000, dtype=np.float32)
+    with mock.patch.object(engine.runtime, "encode", wraps=engine.runtime.encode) as encode:
+        with pytest.raises(Cancelled):
+            engine.transcribe(pcm, "en", cancel)
+        assert encode.call_count == 0
+        engine.transcribe(pcm, "en", threading.Event())  # not set: decodes as usual
+        assert encode.call_count == 1

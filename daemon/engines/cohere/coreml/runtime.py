@@ -164,6 +164,14 @@ class CoreMLRuntime(CohereRuntime):
             f"{valid_frames} feature frames exceed the largest encoder bucket ({self.encoders[-1].feature_frames})"
         )
 
+    def encode_cost(self, valid_frames: int) -> float:
+        """An encoder pass costs its bucket's length (the smallest that fits), not the audio's."""
+        try:
+            bucket = self.bucket_for(valid_frames)
+        except ValueError:
+            return 1.0
+        return bucket.feature_frames / self.max_feature_frames()
+
     def encode(self, features: np.ndarray, valid_frames: int) -> EncoderOutput:
         bucket = self.bucket_for(valid_frames)
         frames = bucket.feature_frames

@@ -203,6 +203,18 @@ def test_bucket_choice_and_limits(tmp_path_factory):
     assert runtime.max_positions == 256 and runtime.num_layers == 2
 
 
+def test_a_partial_costs_the_smallest_bucket_that_fits(tmp_path_factory):
+    """The engine's cost hint for partial results: a clip that fits the 2 s bucket costs that
+    bucket's pass (cheap), one that needs the largest costs a full one."""
+    from dictated.engines.base import CHEAP_COST
+
+    engine = coreml_engine(tiny_export(tmp_path_factory), STATEFUL)
+    assert engine.relative_cost(150 * 160) == pytest.approx(200 / 500)
+    assert engine.relative_cost(150 * 160) <= CHEAP_COST
+    assert engine.relative_cost(300 * 160) == 1.0 > CHEAP_COST
+    assert engine.relative_cost(900 * 160) == 1.0  # past the largest: no cheaper pass exists
+
+
 @pytest.mark.parametrize("frames", [8, 16, 150, 200, 203, 208, 500])
 def test_valid_encoder_frames_follow_the_encoders_own_arithmetic(
     tmp_path_factory, model_cache, frames
