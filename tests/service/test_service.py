@@ -395,7 +395,15 @@ def test_systemd_service_install_status_reinstall_restart_and_stop_without_losin
             proc = dictated(env, "service", "install", "--config", str(bad))
             assert proc.returncode == 1, proc.stdout + proc.stderr
             assert "it is not running (last exit code 2)" in proc.stderr
-            time.sleep(7)  # longer than RestartSec
+            _wait(  # the daemon may still be exiting on a loaded machine
+                lambda: (
+                    manager.show("dictated.service", "ActiveState")["ActiveState"]
+                    in ("failed", "inactive")
+                ),
+                60,
+                "the daemon to exit",
+            )
+            time.sleep(7)  # longer than RestartSec: a restart would have begun by now
             props = manager.show("dictated.service", "ActiveState", "NRestarts")
             assert props == {"ActiveState": "failed", "NRestarts": "0"}, props
             report = json.loads(dictated(env, "doctor", "--json", "--config", str(bad)).stdout)
