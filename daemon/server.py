@@ -39,7 +39,14 @@ from .protocol import CONTROL_SOCKET, EVENTS_SOCKET, Body, ErrorBody, State, Sta
 from .reload import plan_reload
 from .shutdown import DRAIN_TIMEOUT_S
 from .speculation import Speculator
-from .translate import failure_body, make_job, speech_end_body, transcript_body, vad_body
+from .translate import (
+    failure_body,
+    make_job,
+    speech_end_body,
+    streamed_partial_body,
+    transcript_body,
+    vad_body,
+)
 from .transport.control import ControlServer
 from .transport.publisher import Publisher
 from .worker import Job, JobResult, SpeculativeResult, Worker
@@ -85,7 +92,10 @@ class Daemon:
         self._errors = 0  # utterances that got an error instead of a transcript
         self._tasks: set[asyncio.Task] = set()
         self.worker = Worker(
-            self._engine_factory, self._on_result, on_speculative=self._on_speculative
+            self._engine_factory,
+            self._on_result,
+            on_speculative=self._on_speculative,
+            on_stream=self._on_stream,
         )
         self.capture: Capture | None = None  # once the source is open
         self.speculator: Speculator | None = None  # once the engine is loaded
@@ -395,6 +405,11 @@ class Daemon:
 
     def _on_speculative(self, result: SpeculativeResult) -> bool:
         return self.speculator.on_result(result) if self.speculator is not None else False
+
+    def _on_stream(self, job: Job, text: str) -> None:
+        """Text streamed by the final decode so far: a partial, unless partials are off."""
+        if text.strip() and self.config.speculation.partials != "off":
+            self._publish(streamed_partial_body(job, text.strip()))
 
     async def _on_result(self, result: JobResult) -> None:
         if result.transcript is None:

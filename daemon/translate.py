@@ -12,7 +12,7 @@ from .audio.format import SAMPLE_RATE
 from .capture import Heard
 from .clock import StreamClock
 from .events import SpeechPaused, SpeechStarted, Utterance
-from .protocol import ErrorBody, TranscriptBody, VadBody
+from .protocol import ErrorBody, PartialBody, TranscriptBody, VadBody
 from .worker import Job, JobResult
 
 
@@ -52,6 +52,18 @@ def make_job(
 def speech_end_body(job: Job) -> VadBody:
     u = job.utterance
     return VadBody("speech_end", job.id, job.speech_end_wall, stream_s(u.speech_end_sample))
+
+
+def streamed_partial_body(job: Job, text: str) -> PartialBody:
+    """A partial result streamed by the final decode itself (a remote server's SSE deltas)."""
+    u = job.utterance
+    return PartialBody(
+        id=job.id,
+        text=text,
+        language=job.language,
+        stream_start=stream_s(u.onset_sample),
+        stream_end=stream_s(u.speech_end_sample),
+    )
 
 
 def transcript_body(result: JobResult, engine: str, now: float) -> TranscriptBody:

@@ -143,13 +143,17 @@ class Worker:
         on_result: Callable[[JobResult], Awaitable[None]],
         queue_size: int = 16,
         on_speculative: OnSpeculative | None = None,
+        on_stream: Callable[[Job, str], None] | None = None,
     ):
         """`on_speculative` is called on the loop with each speculative result of an utterance
         whose final has not been submitted yet, and returns True if it showed it (a partial).
-        It must not block: it runs between the lane and the final that may wait for it."""
+        It must not block: it runs between the lane and the final that may wait for it.
+        `on_stream(job, text_so_far)` is called on the loop as a streaming engine's final decode
+        produces text; every call comes before that job's result is delivered."""
         self._load_engine = load_engine
         self._on_result = on_result
         self._on_speculative = on_speculative
+        self._on_stream = on_stream
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._unfinished: deque[Job] = deque()  # queued or running, oldest first
@@ -352,7 +356,7 @@ class Worker:
             )
         started = time.time()
         try:
-            transcript = await self.call(self._transcribe, job)
+            transcript = await self.call(self._transcribe, job, asyncio.get_running_loop())
             error = None
         except DictatedError as exc:  # a known cause (e.g. no server answered): no traceback
             log.error("engine failed on utterance %s: %s", job.id, exc)
@@ -366,9 +370,19 @@ class Worker:
         """Jobs queued or running and not yet delivered, oldest first."""
         return list(self._unfinished)
 
-    def _transcribe(self, job: Job) -> Transcript:
-        assert self.engine is not None, "worker.start() loads the engine first"
-        return self.engine.transcribe(int16_to_float32(job.utterance.pcm), job.language)
+    def _transcribe(self, job: Job, loop: asyncio.AbstractEventLoop) -> Transcript:
+        engine = self.engine
+        assert engine is not None, "worker.start() loads the engine first"
+        pcm = int16_to_float32(job.utterance.pcm)
+        on_stream = self._on_stream
+        if on_stream is None or not engine.streams_partials:
+            return engine.transcribe(pcm, job.language)
+
+        def streamed(text: str) -> None:
+            # queued on the loop before this decode's own completion, so before its result
+            loop.call_soon_threadsafe(on_stream, job, text)
+
+        return engine.transcribe(pcm, job.language, on_partial=streamed)
 
     async def shutdown(self, timeout_s: float = 10.0) -> None:
         """Close the engine on its own thread, then stop the thread (not waiting on a hung engine)."""

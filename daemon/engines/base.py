@@ -91,6 +91,9 @@ class Engine(ABC):
     #: speculative decoding during pauses is on by default (`speculation.mode = "auto"`); an
     #: engine whose every decode costs a shared server a request may say no
     speculate_by_default: ClassVar[bool] = True
+    #: transcribe() accepts `on_partial(text_so_far)` and calls it as text arrives (a streaming
+    #: server); the worker then publishes those as partial results of the final decode
+    streams_partials: bool = False
 
     @abstractmethod
     def transcribe(

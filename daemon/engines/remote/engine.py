@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ...errors import ConfigError, RemoteError
-from ..base import Engine, EngineOptions, Transcript
+from ..base import Engine, EngineOptions, Transcript, check_cancelled
 from .client import RequestFailed, TranscriptionClient, Upload
 from .options import RemoteOptions
 from .pool import ServerHealth, ServerPool
@@ -43,9 +43,13 @@ LANGUAGES: tuple[str, ...] = tuple(_CODES.split())
 class RemoteEngine(Engine):
     name = "remote"
     languages = LANGUAGES
+    #: a speculative decode is one more request to a server others share: on only when asked
+    #: (`speculation.mode = "on"`); with `stream = true` partials come from the final's own request
+    speculate_by_default = False
 
     def __init__(self, options: RemoteOptions):
         self.options = options
+        self.streams_partials = options.stream
         api_key = options.resolved_api_key()
         self._clients = {
             url: TranscriptionClient(
@@ -83,6 +87,7 @@ class RemoteEngine(Engine):
         self,
         pcm: np.ndarray,
         language: str | None = None,
+        cancel: threading.Event | None = None,
         on_partial: Callable[[str], None] | None = None,
     ) -> Transcript:
         """Transcribe one utterance on a server.
@@ -92,6 +97,7 @@ class RemoteEngine(Engine):
         fail mid-stream, the next one starts over, so the text seen by `on_partial` may shrink.
         """
         language = self.check_language(language)
+        check_cancelled(cancel)  # a request once sent runs to its end; a cancelled one is discarded
         started = time.perf_counter()
         upload = Upload(self._fields(language), encode_wav(pcm), self.options.stream)
         encoded = time.perf_counter()

@@ -7,6 +7,7 @@ it with its audio saved, and the daemon must keep going and recover.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import zmq
 
 from dictated.engines.remote.options import API_KEY_ENV
 from tests.daemon_proc import DaemonProcess, start_daemon
@@ -51,12 +53,15 @@ def say_and_wait(daemon: DaemonProcess, i: int, timeout_s: float = 90) -> tuple[
     raise TimeoutError(f"utterance {i} produced no event")
 
 
-def remote_daemon(env: dict, tmp_path: Path, *urls: str, timeout_s: float = 15) -> DaemonProcess:
+def remote_daemon(
+    env: dict, tmp_path: Path, *urls: str, timeout_s: float = 15, stream: bool = False
+) -> DaemonProcess:
     """A daemon on stdin; `timeout_s` generous, as a loaded 2-core CI box can be slow."""
     config = tmp_path / "remote.toml"
     config.write_text(
         '[engine]\nname = "remote"\n[engine.remote]\nmodel = "tiny-whisper"\n'
         f"timeout_s = {timeout_s}\nbackoff_s = 0.2\nmax_backoff_s = 0.5\n"
+        f"stream = {'true' if stream else 'false'}\n"
     )
     flags = [arg for url in urls for arg in ("--remote-url", url)]
     daemon = start_daemon(
@@ -195,3 +200,42 @@ def test_a_server_killed_mid_session_then_restarted(vllm_whisper, isolated_env, 
         if not vllm_whisper.running:
             vllm_whisper.start()
         finish(daemon)
+
+
+def test_streamed_answers_become_partials_before_their_final(vllm_whisper, isolated_env, tmp_path):
+    """`stream = true`: vLLM's SSE deltas are published as `partial` events of the utterance,
+    growing, all before its transcript, the last one equal to the transcript's text."""
+    daemon = remote_daemon(isolated_env, tmp_path, vllm_whisper.base_url, stream=True)
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"partial")
+    sub.setsockopt(zmq.SUBSCRIBE, b"transcript")
+    sub.connect(daemon.events_endpoint)
+    try:
+        time.sleep(0.5)  # the subscription reaches the PUB socket before anything is said
+        daemon.feed(utterance_bytes(0))
+        events: list[tuple[str, dict]] = []
+        deadline = time.monotonic() + 120
+        while not any(t == "transcript" for t, _ in events) and time.monotonic() < deadline:
+            if sub.poll(200):
+                topic, body = sub.recv_multipart()
+                events.append((topic.decode(), json.loads(body)))
+        daemon.feed(utterance_bytes(1))  # and nothing of the first comes after its final
+        deadline = time.monotonic() + 120
+        while sum(t == "transcript" for t, _ in events) < 2 and time.monotonic() < deadline:
+            if sub.poll(200):
+                topic, body = sub.recv_multipart()
+                events.append((topic.decode(), json.loads(body)))
+        finish(daemon)
+    finally:
+        context.destroy(linger=0)
+        daemon.stop()
+    finals = [b for t, b in events if t == "transcript"]
+    assert len(finals) == 2, events
+    for final in finals:
+        mine = [(t, b) for t, b in events if b["id"] == final["id"]]
+        partials = [b["text"] for t, b in mine if t == "partial"]
+        assert partials, f"no partial for {final['id']}: {events}"
+        assert mine[-1] == ("transcript", final)  # none after the final
+        assert all(len(a) <= len(b) for a, b in zip(partials, partials[1:], strict=False)), partials
+        assert partials[-1] == final["text"]
