@@ -16,6 +16,7 @@ which may never come. With `wait`, a daemon that does not answer is waited for i
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Iterable, Iterator
 
@@ -38,6 +39,20 @@ from .control import CommandFailed, ControlClient, DaemonUnavailable
 log = logging.getLogger(__name__)
 
 _LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+
+
+def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
+    """`--endpoint` (alias `--connect`) and `--control`: spelled the same in every client."""
+    parser.add_argument(
+        "--endpoint",
+        "--connect",
+        dest="endpoint",
+        metavar="ENDPOINT",
+        help="events endpoint, e.g. tcp://127.0.0.1:5556 (default: the per-user ipc socket)",
+    )
+    parser.add_argument(
+        "--control", metavar="ENDPOINT", help="control endpoint (default: the per-user ipc socket)"
+    )
 
 
 class Subscription:

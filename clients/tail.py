@@ -18,7 +18,7 @@ import zmq
 from dictated.protocol import TOPIC_ERROR, TOPIC_PARTIAL, TOPIC_TRANSCRIPT, Event
 
 from .control import CommandFailed, ControlClient, DaemonUnavailable
-from .subscribe import Subscription
+from .subscribe import Subscription, add_endpoint_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,16 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--since", type=int, metavar="SEQ", help="first replay events after SEQ from the journal"
     )
-    p.add_argument(
-        "--connect",
-        "--endpoint",
-        dest="connect",
-        metavar="ENDPOINT",
-        help="events endpoint (default: the per-user ipc socket)",
-    )
-    p.add_argument(
-        "--control", metavar="ENDPOINT", help="control endpoint (default: the per-user ipc socket)"
-    )
+    add_endpoint_options(p)
     p.add_argument(
         "--partials",
         action="store_true",
@@ -106,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     control = ControlClient(args.control) if needs_control else None
     try:
         sub = Subscription(
-            args.connect,
+            args.endpoint,
             control=control,
             topics=args.topic or ("",),
             since=args.since,

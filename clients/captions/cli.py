@@ -18,7 +18,7 @@ import zmq
 from dictated.protocol import CONTROL_SOCKET, EVENTS_SOCKET, default_endpoint
 
 from ..control import CommandFailed, ControlClient, DaemonUnavailable
-from ..subscribe import Subscription
+from ..subscribe import Subscription, add_endpoint_options
 from .captioner import TOPICS, Captioner
 from .cues import CaptionOptions, Timeline
 from .terminal import TerminalView
@@ -59,15 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--since", type=int, metavar="SEQ", help="first caption what the journal holds after SEQ"
     )
-    p.add_argument(
-        "--endpoint",
-        "--connect",
-        metavar="ENDPOINT",
-        help="events endpoint, e.g. tcp://127.0.0.1:5556 (default: the per-user ipc socket)",
-    )
-    p.add_argument(
-        "--control", metavar="ENDPOINT", help="control endpoint (default: the per-user ipc socket)"
-    )
+    add_endpoint_options(p)
     p.add_argument(
         "--line-chars", type=int, default=CaptionOptions.line_chars, help="characters per line"
     )

@@ -16,7 +16,7 @@ import zmq
 from dictated.protocol import TOPIC_TRANSCRIPT
 
 from ..control import CommandFailed, ControlClient, DaemonUnavailable
-from ..subscribe import Subscription
+from ..subscribe import Subscription, add_endpoint_options
 from .backend import Backend, BackendUnavailable, TypingFailed
 from .compose import COMMANDS, Backspace, ComposeOptions, Composer
 from .detect import BACKENDS, choose
@@ -40,16 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"type this spoken command as words (repeatable): {', '.join(COMMANDS)}",
     )
     p.add_argument("--no-commands", action="store_true", help="type every spoken command as words")
-    p.add_argument(
-        "--endpoint",
-        "--connect",
-        dest="endpoint",
-        metavar="ENDPOINT",
-        help="events endpoint (default: the per-user ipc socket)",
-    )
-    p.add_argument(
-        "--control", metavar="ENDPOINT", help="control endpoint (default: the per-user ipc socket)"
-    )
+    add_endpoint_options(p)
     p.add_argument("--count", type=int, metavar="N", help="exit after N transcripts")
     p.add_argument("--quiet", action="store_true", help="only errors on stderr")
     return p
