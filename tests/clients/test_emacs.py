@@ -111,7 +111,9 @@ def test_transcripts_land_at_point_across_a_daemon_restart(isolated_env, emacs):
         daemon.wait_ready()
         emacs.wait_for(lambda: "connected" in emacs.messages(), "a connected notice")
         emacs.call("dictated-status")
-        emacs.wait_for(lambda: "state: ready" in emacs.messages(), "the daemon's status")
+        emacs.wait_for(
+            lambda: re.search(r"dictated [0-9.]+: ready", emacs.messages()), "the daemon's status"
+        )
         feed(daemon, SENTENCES[0])
         emacs.wait_for(lambda: text() != "first line\n\nlast line", "the first transcript")
         # an edit elsewhere in the buffer: the insertion point moves with its text

@@ -4,6 +4,7 @@ inserted at the cursor across a daemon restart."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -99,7 +100,9 @@ def test_transcripts_land_at_the_cursor_across_a_daemon_restart(isolated_env, nv
         daemon.wait_ready()
         nvim.wait_for(lambda: "connected" in nvim.messages(), "a connected notice")
         nvim.command("DictatedStatus")
-        nvim.wait_for(lambda: "state: ready" in nvim.messages(), "the daemon's status")
+        nvim.wait_for(
+            lambda: re.search(r"dictated [0-9.]+: ready", nvim.messages()), "the daemon's status"
+        )
         feed(daemon, SENTENCES[0])
         nvim.wait_for(lambda: nvim.lines()[1] != "", "the first transcript")
         # an edit elsewhere in the buffer: the insertion point moves with its text
