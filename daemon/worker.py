@@ -269,6 +269,8 @@ class Worker:
             transcript = await self.call(self._transcribe_speculation, speculation, cancel)
         except Cancelled:
             pass
+        except DictatedError as exc:  # a known cause (no server answered): no traceback
+            log.warning("speculative decode of %s failed: %s", speculation.id, exc)
         except Exception:  # a speculative failure costs nothing: the final decodes anew
             log.warning("speculative decode of %s failed", speculation.id, exc_info=True)
         self._running = None
