@@ -161,14 +161,18 @@ class MicSource(AudioSource):
                             self._set_state("ok")
                         yield block
                 except AudioDeviceLost as exc:
+                    # what it captured up to the loss first (a stall can leave audio that no
+                    # wake-up announced), so the utterance under way ends with all of it
+                    for block in self._take_blocks(self._stream):
+                        yield block
                     if not self._reconnect:
                         raise
                     if self.device_state != "lost":
                         log.warning("%s; reopening it when it is back", exc)
                     else:
                         log.debug("%s", exc)
-                    # said first: the daemon ends the utterance under way at once, even if the
-                    # driver now takes its time to let go of the stream
+                    # said before the close: the daemon ends the utterance under way at once,
+                    # even if the driver now takes its time to let go of the stream
                     self._set_state("lost", str(exc))
                     for block in await self._close_for_good():
                         yield block
@@ -188,29 +192,36 @@ class MicSource(AudioSource):
         while True:
             item = await self._next_item(stream, first)
             first = False
+            if isinstance(item, list):
+                if (block := self._process(item)) is not None:
+                    yield block
+                continue
+            for block in self._take_blocks(stream):  # an end marker: what came before it first
+                yield block
             if item is FINISHED:
                 if self._closing:
                     return
                 raise self._lost("PortAudio ended the stream (unplugged, or its driver failed)")
             if item is _SUSPENDED:
                 return
-            block = self._process(item)
-            if block is not None:
-                yield block
 
     async def _next_item(self, stream: InputStream, first: bool) -> list[Captured] | object:
-        queue = stream.handoff.queue
-        if not queue.empty():
-            return queue.get_nowait()
-        timeout = self._stall_timeout_s + (STARTUP_GRACE_S if first else 0.0)
-        try:
-            async with asyncio.timeout(timeout):
-                return await queue.get()
-        except TimeoutError:
-            if self._closing:  # aclose() from another task; the stream may end without a word
-                return FINISHED
-            state = "is still open" if stream.active else "is no longer active"
-            raise self._lost(f"no audio for {timeout:.1f} s although the stream {state}") from None
+        """The next batch of audio, or an end marker; raises AudioDeviceLost on a stall."""
+        handoff = stream.handoff
+        if not handoff.queue.empty():
+            item = handoff.queue.get_nowait()
+        else:
+            timeout = self._stall_timeout_s + (STARTUP_GRACE_S if first else 0.0)
+            try:
+                async with asyncio.timeout(timeout):
+                    item = await handoff.queue.get()
+            except TimeoutError:
+                if self._closing:  # aclose() from another task; the stream may end without a word
+                    return FINISHED
+                state = "is still open" if stream.active else "is no longer active"
+                why = f"no audio for {timeout:.1f} s although the stream {state}"
+                raise self._lost(why) from None
+        return handoff.take(item) if isinstance(item, int) else item
 
     def _process(self, batch: list[Captured]) -> Block | None:
         if not batch:
@@ -358,36 +369,30 @@ class MicSource(AudioSource):
         stream = self._stream
         if stream is None:
             return
-        closed = await stream.close(self._close_timeout_s)
-        if not closed:
+        if not await stream.close(self._close_timeout_s):
             self._abandoned(stream)
-        if self._stream is stream:
-            queue = stream.handoff.queue
-            if closed:
-                queue.put_nowait(stream.handoff.leftover())
-            queue.put_nowait(marker)
+        if self._stream is stream:  # blocks() takes what it captured, then sees the marker
+            stream.handoff.queue.put_nowait(marker)
 
     async def _close_for_good(self) -> list[Block]:
-        """Close the current stream; its not yet handed over audio, as blocks."""
+        """Close the current stream; what it captured and was not yet taken, as blocks (also
+        when the close is abandoned: the audio is on the loop's side of the hand-off)."""
         stream, self._stream = self._stream, None
         if stream is None:
             return []
         if not await stream.close(self._close_timeout_s):
             self._abandoned(stream)
-            return []
-        return self._blocks_of([stream.handoff.leftover(), *_drain(stream.handoff.queue)])
+        return self._take_blocks(stream)
 
     def _drain_leftovers(self) -> list[Block]:
-        """After suspend/aclose: the stream is closed; hand on what was queued, drop the stream."""
+        """After suspend/aclose: the stream is closed; hand on what it captured, drop the stream."""
         stream, self._stream = self._stream, None
-        return self._blocks_of(_drain(stream.handoff.queue)) if stream is not None else []
+        return self._take_blocks(stream)
 
-    def _blocks_of(self, items: list) -> list[Block]:
-        blocks = []
-        for item in items:
-            if isinstance(item, list) and (block := self._process(item)) is not None:
-                blocks.append(block)
-        return blocks
+    def _take_blocks(self, stream: InputStream | None) -> list[Block]:
+        """What `stream` captured and the loop has not taken yet (zero or one block)."""
+        block = None if stream is None else self._process(stream.handoff.take())
+        return [] if block is None else [block]
 
     def _abandoned(self, stream: InputStream) -> None:
         log.warning(
@@ -407,13 +412,6 @@ class MicSource(AudioSource):
         self._in_samples = self._out_samples = 0
         self._overflows_unlogged = self._underflows_unlogged = 0
         self._last_status_log = -math.inf
-
-
-def _drain(queue: asyncio.Queue) -> list:
-    items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items
 
 
 def all_zero_message(device: str, seconds: float) -> str:

@@ -1,12 +1,17 @@
 """One open PortAudio input stream and the hand-off from PortAudio's thread to the event loop.
 
 PortAudio calls the stream callback on its own thread. The callback only copies the bytes, stamps
-their capture time and appends them to a list; it hands that list to the loop with
-`call_soon_threadsafe` -- no locks, no logging, no resampling, so it can never stall the audio
-thread. While nobody is speaking (`idle`) it hands over `idle_batch` callbacks at a time: the
-daemon's idle CPU is almost all event-loop wakeups (bench/bench_idle_cpu.py), and no decision
-waits on silence. Once the segmenter hears voice the loop clears `idle` and every callback is
-handed over at once, so the end of speech is detected as fast as before.
+their capture time and appends them to a deque, then wakes the loop with `call_soon_threadsafe`
+-- no locks, no logging, no resampling, so it can never stall the audio thread. While nobody is
+speaking (`idle`) it wakes the loop once per `idle_batch` callbacks: the daemon's idle CPU is
+almost all event-loop wakeups (bench/bench_idle_cpu.py), and no decision waits on silence. Once
+the segmenter hears voice the loop clears `idle` and every callback wakes it, so the end of speech
+is detected as fast as before.
+
+The audio itself never waits on the PortAudio thread: the loop `take()`s whatever was captured at
+any moment (deque append and popleft are atomic). So a driver that stalls, or a stream whose close
+is abandoned in a hung driver, cannot hold back audio captured before it -- nothing said before
+a loss is lost.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +52,8 @@ FINISHED = object()  # queued by PortAudio's finished callback: the stream has e
 
 
 class Handoff:
-    """The PortAudio thread's side of one stream; `queue` is the loop's side (lists of Captured)."""
+    """The PortAudio thread's side of one stream. The loop's side: `queue` (how many callbacks'
+    audio to take, or an end marker) and `take()` (the audio)."""
 
     def __init__(self, sd: Any, loop: asyncio.AbstractEventLoop, rate: int, idle_batch: int):
         self.queue: asyncio.Queue = asyncio.Queue()
@@ -54,7 +61,9 @@ class Handoff:
         self.closed = False  # set before the stream is stopped: late callbacks hand nothing over
         self._sd, self._loop, self._rate = sd, loop, rate
         self._idle_batch = max(1, idle_batch)
-        self._pending: list[Captured] = []  # PortAudio's thread only, until the stream has stopped
+        # appended on PortAudio's thread, taken on the loop's
+        self._captured: deque[Captured] = deque()
+        self._unannounced = 0  # PortAudio's thread only: callbacks since the last wake-up
 
     def callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         if self.closed:
@@ -64,12 +73,13 @@ class Handoff:
         adc, current = time_info.inputBufferAdcTime, time_info.currentTime
         if adc > 0 and 0.0 <= current - adc < 1.0:  # some host APIs report 0 or nonsense
             captured_at = min(now, now - (current - adc) + frames / self._rate)
-        self._pending.append(Captured(bytes(indata), captured_at, status))
-        if self.idle and len(self._pending) < self._idle_batch and not status:
+        self._captured.append(Captured(bytes(indata), captured_at, status))
+        self._unannounced += 1
+        if self.idle and self._unannounced < self._idle_batch and not status:
             return
-        batch, self._pending = self._pending, []
+        count, self._unannounced = self._unannounced, 0
         try:
-            self._loop.call_soon_threadsafe(self.queue.put_nowait, batch)
+            self._loop.call_soon_threadsafe(self.queue.put_nowait, count)
         except RuntimeError:  # the loop is closed: nobody will ever read this stream again
             raise self._sd.CallbackAbort from None
 
@@ -79,9 +89,12 @@ class Handoff:
         with contextlib.suppress(RuntimeError):  # RuntimeError: the loop is closed (shutdown)
             self._loop.call_soon_threadsafe(self.queue.put_nowait, FINISHED)
 
-    def leftover(self) -> list[Captured]:
-        """What was captured but not yet handed over; call only once the stream has stopped."""
-        batch, self._pending = self._pending, []
+    def take(self, count: int | None = None) -> list[Captured]:
+        """The oldest `count` callbacks' audio not yet taken (all of it by default): the loop's
+        side only. A wake-up's count is always there; all of it is what a stall or end left."""
+        batch = []
+        while self._captured and (count is None or len(batch) < count):
+            batch.append(self._captured.popleft())
         return batch
 
 

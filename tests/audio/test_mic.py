@@ -462,13 +462,21 @@ def test_device_indices_select_devices(world, tmp_path):
     assert capture["description"] == "mic:speech48" and capture["device_rate"] == 48_000
 
 
-def test_a_stalled_device_raises_instead_of_hanging(tmp_path, world):
+@pytest.mark.parametrize(
+    "blocks",
+    [4.17, 6.1],
+    ids=["whole-idle-batches", "idle-batch-not-yet-handed-over"],
+)
+def test_a_stalled_device_raises_instead_of_hanging(tmp_path, world, blocks):
+    """While idle, callbacks reach the loop IDLE_BLOCK_MS at a time; a stall part-way through the
+    second batch leaves callbacks no wake-up announced, and they must still arrive (nothing
+    captured before a loss is lost)."""
     fifo = tmp_path / "mic.fifo"
     os.mkfifo(fifo)
     config = alsa.write_config(
         tmp_path / "asound.conf", [alsa.fifo_capture("stall", fifo)], default="stall"
     )
-    pcm = world["pcm16"][: RATE // 2]
+    pcm = world["pcm16"][: int(blocks * RATE * BLOCK_MS / 1000)]
     np.save(tmp_path / "pcm.npy", pcm)
     result = alsa.run_scenario(
         config,
