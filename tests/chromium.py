@@ -57,12 +57,18 @@ class Page:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout_s: float = 60.0) -> Any:
-        """Poll `expression` until it is truthy; return its value."""
+        """Poll `expression` until it is truthy; return its value. An expression that throws
+        counts as not yet (a tab opened by open() may still be loading: its elements are null)."""
         deadline = time.monotonic() + timeout_s
+        value: Any = None
         while time.monotonic() < deadline:
-            value = self.evaluate(expression)
-            if value:
-                return value
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as exc:
+                value = exc
+            else:
+                if value:
+                    return value
             time.sleep(0.2)
         raise TimeoutError(f"page never satisfied {expression!r}; last value {value!r}")
 
