@@ -162,7 +162,11 @@ class MicSource(AudioSource):
                         yield block
                 except AudioDeviceLost as exc:
                     # what it captured up to the loss first (a stall can leave audio that no
-                    # wake-up announced), so the utterance under way ends with all of it
+                    # wake-up announced), so the utterance under way ends with all of it; the
+                    # stream hands over nothing more (a driver that wakes up while this block is
+                    # consumed must not slip audio in after "lost", dated before the gap)
+                    if self._stream is not None:
+                        self._stream.handoff.closed = True
                     for block in self._take_blocks(self._stream):
                         yield block
                     if not self._reconnect:
@@ -365,7 +369,8 @@ class MicSource(AudioSource):
             raise AudioError(f"cannot re-initialise PortAudio: {exc}") from exc
 
     async def _stop_stream(self, marker: object) -> None:
-        """Close the stream from outside blocks(); what it captured is queued ahead of `marker`."""
+        """Close the stream from outside blocks(); blocks() takes what it captured when it sees
+        `marker`."""
         stream = self._stream
         if stream is None:
             return
@@ -385,7 +390,7 @@ class MicSource(AudioSource):
         return self._take_blocks(stream)
 
     def _drain_leftovers(self) -> list[Block]:
-        """After suspend/aclose: the stream is closed; hand on what it captured, drop the stream."""
+        """After suspend/aclose: the stream hands over no more; take what it captured, drop it."""
         stream, self._stream = self._stream, None
         return self._take_blocks(stream)
 

@@ -10,8 +10,8 @@ is detected as fast as before.
 
 The audio itself never waits on the PortAudio thread: the loop `take()`s whatever was captured at
 any moment (deque append and popleft are atomic). So a driver that stalls, or a stream whose close
-is abandoned in a hung driver, cannot hold back audio captured before it -- nothing said before
-a loss is lost.
+is abandoned in a hung driver, cannot hold back audio it had delivered: every callback that
+returned before the loss reaches the segmenter.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ class Handoff:
 
     def take(self, count: int | None = None) -> list[Captured]:
         """The oldest `count` callbacks' audio not yet taken (all of it by default): the loop's
-        side only. A wake-up's count is always there; all of it is what a stall or end left."""
+        side only. A wake-up's count is always there until the first take of all, which ends the
+        loop's use of this stream (a stall, an end, a suspend or a close)."""
         batch = []
         while self._captured and (count is None or len(batch) < count):
             batch.append(self._captured.popleft())
