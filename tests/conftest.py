@@ -45,10 +45,12 @@ VLLM_FIXTURES = ("vllm_whisper", "vllm_cohere")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that use a vLLM server fixture carry the `vllm` marker (`-m "not vllm"` skips them)."""
+    """Tests that use a vLLM server fixture carry the `vllm` marker (`-m "not vllm"` skips them)
+    and share one xdist group, so under `-n` one worker starts each server once."""
     for item in items:
         if any(name in getattr(item, "fixturenames", ()) for name in VLLM_FIXTURES):
             item.add_marker(pytest.mark.vllm)
+            item.add_marker(pytest.mark.xdist_group("vllm"))
 
 
 def _serve(request, tmp_path_factory, name: str, build, **server_options):
