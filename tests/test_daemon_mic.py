@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
 
 from dictated.shutdown import SERVICE_STOP_TIMEOUT_S
 from tests import alsa
 from tests.daemon_proc import start_daemon
+from tests.events import Events
 from tests.speech import SENTENCES, silence, synthesize
 
 pytestmark = [
@@ -78,39 +78,6 @@ class Microphone:
         self._stop.set()
         self._thread.join(5)
         os.close(self.fd)
-
-
-class Events:
-    """An independent SUB socket recording every event the daemon publishes."""
-
-    def __init__(self, endpoint: str):
-        self._context = zmq.Context()
-        self.sub = self._context.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.connect(endpoint)
-        self.got: list[tuple[str, dict]] = []
-
-    def until(self, predicate, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.sub.poll(100):
-                topic, body = self.sub.recv_multipart()
-                self.got.append((topic.decode(), json.loads(body)))
-            if predicate(self):
-                return True
-        return False
-
-    def __repr__(self) -> str:  # what an assertion shows: the events in short
-        keys = ("state", "device_state", "detail", "event", "id", "text", "message")
-        return "\n".join(f"{t}: { ({k: b[k] for k in keys if k in b}) }" for t, b in self.got)
-
-    def of(self, topic: str) -> list[dict]:
-        return [body for t, body in self.got if t == topic]
-
-    def close(self) -> None:
-        self.sub.close()
-        self._context.term()
 
 
 def _transcripts(events: Events) -> list[str]:

@@ -7,7 +7,6 @@ apart into one utterance, which is how these tests see a setting take effect.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
@@ -15,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
 
 from dictated.engines.whisper import bundled_model_path
 from tests.daemon_proc import start_daemon
+from tests.events import Events
 from tests.speech import SENTENCES, silence, synthesize
 
 pytestmark = pytest.mark.slow  # the real daemon with a real model
@@ -32,33 +31,6 @@ def two_sentences(a: int, b: int, pause_s: float = 1.5) -> bytes:
     return np.concatenate([pcm, silence(4.0)]).astype("<i2").tobytes()
 
 
-class Subscriber:
-    def __init__(self, port: int):
-        self._context = zmq.Context()
-        self.sub = self._context.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.connect(f"tcp://127.0.0.1:{port}")
-        self.got: list[tuple[str, dict]] = []
-
-    def until(self, predicate, timeout_s: float = 90) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.sub.poll(100):
-                topic, body = self.sub.recv_multipart()
-                self.got.append((topic.decode(), json.loads(body)))
-            if predicate(self):
-                return True
-        return False
-
-    def of(self, topic: str) -> list[dict]:
-        return [b for t, b in self.got if t == topic]
-
-    def close(self) -> None:
-        self.sub.close()
-        self._context.term()
-
-
 def _run(isolated_env, config: Path, port: int):
     daemon = start_daemon(
         isolated_env,
@@ -69,7 +41,7 @@ def _run(isolated_env, config: Path, port: int):
         "--pub", f"tcp://127.0.0.1:{port}",
         stdin=subprocess.PIPE,
     )  # fmt: skip
-    return daemon, Subscriber(port)
+    return daemon, Events(f"tcp://127.0.0.1:{port}")
 
 
 def test_sighup_applies_new_segmenter_settings_and_reloads_the_engine(

@@ -16,7 +16,6 @@ import contextlib
 import socket
 import struct
 import threading
-import time
 from dataclasses import dataclass, field
 
 _HEADER_END = b"\r\n\r\n"
@@ -189,13 +188,3 @@ def _read_request(conn: socket.socket) -> tuple[bytes, bytes] | None:
             return None
         body += chunk
     return head, body
-
-
-def wait_for(predicate, timeout_s: float = 10.0, every_s: float = 0.05) -> bool:
-    """Poll until `predicate()` is true; False on timeout (for the tests' own assertions)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every_s)
-    return bool(predicate())
