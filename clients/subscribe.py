@@ -12,12 +12,20 @@ A daemon that is not running yet, or restarts, is waited for: ZeroMQ reconnects 
 itself, and a socket monitor says when it has, so history since the last seq is fetched at once
 (what a restarted daemon published before the reconnect) rather than at the next live event,
 which may never come. With `wait`, a daemon that does not answer is waited for instead of raising.
+Nobody is left with silence: when no daemon is there within a moment, one line says what is
+waited for (stderr, through logging), once per outage.
+
+An `ipc://` endpoint is trusted only while its directory and socket are ours alone
+(dictated.socket_dir): checked before connecting, at every (re)connect and before each message
+is used, since ZeroMQ reconnects by itself to whatever listens at that path later.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import time
 from collections.abc import Iterable, Iterator
 
 import zmq
@@ -34,11 +42,15 @@ from dictated.protocol import (
     topic_matches,
 )
 
-from .control import CommandFailed, ControlClient, DaemonUnavailable
+from .control import CommandFailed, ControlClient, DaemonUnavailable, UnsafeEndpoint, guard
 
 log = logging.getLogger(__name__)
 
 _LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+#: the largest event accepted (ZMQ_MAXMSGSIZE): a transcript is a few KB; more is hostile
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+#: a running daemon connects within this; longer, and the user is told what is waited for
+WAITING_NOTICE_S = 1.0
 
 
 def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -80,8 +92,12 @@ class Subscription:
         self.page_size = page_size  # None: the daemon's maximum
         self.wait = wait
         self.connected = False
+        guard(self.events_endpoint)  # before any connect: UnsafeEndpoint names the fix
+        #: when to say that no daemon is there (None: said, or connected)
+        self._notice_at: float | None = time.monotonic() + WAITING_NOTICE_S
         self.socket = self._context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_EVENT_BYTES)
         self.socket.setsockopt(zmq.SUBSCRIBE, b"")  # every topic: seq is followed across all
         self._monitor = self.socket.get_monitor_socket(_LINK_EVENTS)
         self.socket.connect(self.events_endpoint)
@@ -98,12 +114,13 @@ class Subscription:
                     if not wait:
                         raise
                     log.warning("%s; waiting for it", exc)
-                    self._behind = True
+                    self._behind, self._notice_at = True, None
             elif wait and control is not None:
                 try:
                     control.request("status")  # only to say at once that nothing runs yet
                 except DaemonUnavailable as exc:
                     log.warning("%s; waiting for it", exc)
+                    self._notice_at = None
         except BaseException:
             self.close()
             raise
@@ -136,6 +153,8 @@ class Subscription:
         held = self._held + live
         try:
             missed, _ = self._history(self.last_seq or 0)
+        except UnsafeEndpoint:
+            raise  # never waited out: the directory will not become ours by itself
         except (DaemonUnavailable, CommandFailed) as exc:
             if not self.wait:
                 raise
@@ -173,7 +192,8 @@ class Subscription:
                 log.warning("the daemon went away (%s); waiting for it", self.events_endpoint)
             self.connected = False
             return
-        self.connected = True
+        guard(self.events_endpoint)  # what answers now may not be what we checked at the start
+        self.connected, self._notice_at = True, None
         self._links += 1
         log.info("connected to the daemon (%s)", self.events_endpoint)
         reconnect = self._links > 1 and self.last_seq is not None
@@ -193,19 +213,43 @@ class Subscription:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
+        idle_until = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            ready = dict(poller.poll(None if timeout_s is None else int(timeout_s * 1000)))
+            ready = dict(poller.poll(self._poll_ms(idle_until)))
             if not ready:
-                return
+                self._notice_if_due()
+                if idle_until is not None and time.monotonic() >= idle_until:
+                    return
+                continue
+            if timeout_s is not None:  # anything from the socket or its link restarts the wait
+                idle_until = time.monotonic() + timeout_s
             if self._monitor in ready:
                 yield from self._on_link()
             if self.socket not in ready:
                 continue
+            frames = self.socket.recv_multipart()
+            guard(self.events_endpoint)  # two lstat calls: cheap next to decoding the JSON
             try:
-                event = decode_event(self.socket.recv_multipart())
+                event = decode_event(frames)
             except ProtocolError:
                 continue  # a future or foreign message: ignore, as the protocol asks
             yield from self._deliver(event)
+
+    def _poll_ms(self, idle_until: float | None) -> int | None:
+        """How long to poll: until the idle limit or the waiting notice, whichever comes first."""
+        due = [t for t in (idle_until, self._notice_at) if t is not None]
+        return None if not due else max(0, math.ceil((min(due) - time.monotonic()) * 1000))
+
+    def _notice_if_due(self) -> None:
+        """Say once that no daemon is there yet, when it has not connected in a moment."""
+        if self._notice_at is None or time.monotonic() < self._notice_at:
+            return
+        self._notice_at = None
+        if not self.connected:
+            log.warning(
+                "waiting for the dictated daemon at %s (start it with `dictated run`)",
+                self.events_endpoint,
+            )
 
     def close(self) -> None:
         self.socket.disable_monitor()

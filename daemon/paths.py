@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
 import os
 import stat
 import sys
@@ -9,8 +12,10 @@ from pathlib import Path
 
 import platformdirs
 
-from . import protocol
+from . import protocol, socket_dir
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 APP = "dictated"
 #: sockaddr_un.sun_path is 104 bytes on macOS, 108 on Linux, NUL included
@@ -34,19 +39,53 @@ def default_journal() -> Path:
 
 
 def default_runtime_dir() -> Path:
-    return Path(protocol.default_runtime_dir())
+    """The short per-user socket directory (dictated.protocol.default_runtime_dir says which)."""
+    chosen = protocol.default_runtime_dir()
+    if (
+        sys.platform == "darwin"
+        and not os.environ.get("DICTATED_RUNTIME_DIR")
+        and chosen[:5] == "/tmp/"
+    ):
+        _home_too_long(chosen)
+    return Path(chosen)
+
+
+@functools.cache
+def _home_too_long(chosen: str) -> None:
+    """Say once why macOS got the shared /tmp fallback instead of ~/.dictated/run."""
+    log.warning(
+        "sockets in %s: ~/.dictated/run is over the %d-byte Unix socket path limit; set "
+        "DICTATED_RUNTIME_DIR to a short private directory to choose another",
+        chosen,
+        protocol.MACOS_MAX_IPC_PATH,
+    )
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` with mode 0700, refusing one that another user owns or others can enter."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.stat()
-    if info.st_uid != os.getuid():
+    """Create `path` 0700, or make our own existing one 0700; refuse one we cannot trust.
+
+    Never follows a symlink (checked with lstat, then opened O_NOFOLLOW, so a link swapped in
+    between fails too): a link owned by another account could point anywhere, even at one of our
+    directories, which chmod would then change. Another owner or a non-directory is refused.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    reason = socket_dir.problem(os.lstat(path), directory=True)
+    if reason and not reason.startswith("other accounts"):  # only the mode is ours to fix
         raise ConfigError(
-            f"transport.runtime_dir: {path} is owned by another user; choose another directory"
+            f"transport.runtime_dir: refusing socket directory {path}: {reason}; "
+            f"{socket_dir.fix(str(path), reason)}"
         )
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        path.chmod(0o700)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        info = os.fstat(fd)  # the directory itself, whatever happens to the name now
+        if info.st_uid != os.getuid():
+            raise ConfigError(f"transport.runtime_dir: {path} changed owner while being checked")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
     return path
 
 

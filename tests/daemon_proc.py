@@ -73,15 +73,16 @@ class DaemonProcess:
         _, stderr = self.proc.communicate(timeout=timeout_s)
         return stderr.decode(errors="replace")
 
-    def stop(self) -> None:
-        """Interrupt (like Ctrl-C) if still running, and reap."""
+    def stop(self) -> str:
+        """Interrupt (like Ctrl-C) if still running, and reap; returns its stderr (the log)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
-            self.finish(30)
+            return self.finish(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.communicate()
+            _, stderr = self.proc.communicate()
+            return (stderr or b"").decode(errors="replace")
 
 
 def start_daemon(env: dict[str, str], *args: str, stdin=subprocess.DEVNULL) -> DaemonProcess:

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except zmq.ZMQError as exc:
         backend.close()
-        log.error("cannot connect to %s: %s", args.endpoint, exc)
+        log.error("cannot connect to %s: %s", args.endpoint or "the daemon", exc)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
     transcripts = 0

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from .. import paths, socket_dir
 from ..errors import ConfigError
 from ..protocol import CONTROL_SOCKET, EVENTS_SOCKET
 from .checks import FAIL, OK, WARN, CheckResult, DoctorContext
@@ -33,7 +33,8 @@ def control_endpoint(config_path: Path | None = None, config=None) -> str:
 
 
 def probe_daemon(config_path: Path | None = None, config=None) -> Mapping[str, Any] | None:
-    """The running daemon's `status` reply, or None when none answers."""
+    """The running daemon's `status` reply, or None when none answers (or it cannot be trusted:
+    check_socket_dir says why)."""
     from ..clients.control import CommandFailed, ControlClient, DaemonUnavailable
 
     try:
@@ -56,21 +57,18 @@ def check_socket_dir(context: DoctorContext) -> Iterator[CheckResult]:
     except ConfigError as exc:
         yield CheckResult(name, FAIL, f"{directory}: path too long", fix=str(exc))
         return
-    if directory.exists():
-        info = directory.stat()
-        if not stat.S_ISDIR(info.st_mode):
-            yield CheckResult(
-                name, FAIL, f"{directory} is not a directory", fix=_choose_dir_fix(directory)
-            )
-            return
-        if info.st_uid != os.getuid():
-            yield CheckResult(
-                name,
-                FAIL,
-                f"{directory} belongs to another user (uid {info.st_uid})",
-                fix=_choose_dir_fix(directory),
-            )
-            return
+    try:  # lstat: a symlink is refused (by the daemon and every client), never followed
+        reason = socket_dir.problem(os.lstat(directory), directory=True)
+    except FileNotFoundError:
+        reason = None
+    if reason and not reason.startswith("other accounts"):
+        yield CheckResult(
+            name,
+            FAIL,
+            f"{directory}: {reason}; the daemon and the clients refuse it",
+            fix=_choose_dir_fix(directory),
+        )
+        return
     problem = _bind_problem(directory)
     if problem is not None:
         yield CheckResult(
@@ -80,12 +78,14 @@ def check_socket_dir(context: DoctorContext) -> Iterator[CheckResult]:
             fix=_choose_dir_fix(directory),
         )
         return
-    mode = stat.S_IMODE(directory.stat().st_mode) if directory.exists() else 0o700
+    mode = stat.S_IMODE(os.lstat(directory).st_mode) if directory.exists() else 0o700
     if mode & 0o077:
         yield CheckResult(
             name,
             WARN,
-            f"{directory} has mode {mode:04o}; the daemon makes it 0700 (private) when it starts",
+            f"{directory} has mode {mode:04o}: the clients refuse it until the daemon makes it "
+            "0700 (private) when it starts",
+            fix=f"chmod 700 {directory}",
         )
         return
     yield CheckResult(name, OK, f"{directory} (private, sockets can be created)")
@@ -112,7 +112,7 @@ def _bind_problem(directory: Path) -> str | None:
 
 def _choose_dir_fix(directory: Path) -> str:
     return (
-        f"make {directory} a directory you own and can write (mode 0700), or set "
+        f"remove {directory} or make it a directory you own and can write (mode 0700), or set "
         "transport.runtime_dir / DICTATED_RUNTIME_DIR to a short private one such as "
         f"/tmp/dictated-{os.getuid()}"
     )
@@ -125,21 +125,7 @@ def check_daemon(context: DoctorContext) -> Iterator[CheckResult]:
             endpoint = control_endpoint(config=context.config)
         except ConfigError:
             return  # the socket check above already says why
-        if os.path.exists(endpoint.removeprefix("ipc://")):
-            yield CheckResult(
-                "daemon",
-                WARN,
-                f"nothing answers on {endpoint}: a daemon that crashed left its socket, or it hangs",
-                fix="`dictated service logs` or the daemon's terminal shows why; a new "
-                "`dictated run` (or `dictated service restart`) replaces a stale socket",
-            )
-        else:
-            yield CheckResult(
-                "daemon",
-                WARN,
-                "not running",
-                fix="start it with `dictated run`, or at every login with `dictated service install`",
-            )
+        yield from _not_answering(endpoint)
         return
     state = status.get("state", "?")
     parts = [f"pid {status.get('pid', '?')}", f"state {state}"]
@@ -155,4 +141,35 @@ def check_daemon(context: DoctorContext) -> Iterator[CheckResult]:
         "running: " + ", ".join(parts),
         fix=None if healthy else "see its log (`dictated service logs`)",
         details=dict(status),
+    )
+
+
+def _not_answering(endpoint: str) -> Iterator[CheckResult]:
+    """No status reply: tell a refused directory, no daemon, a stale socket and a hung daemon
+    apart (a Unix connect is refused at once when nobody listens on a leftover socket file)."""
+    from ..socket_dir import probe_listener
+
+    path = endpoint.removeprefix("ipc://")
+    try:
+        socket_dir.check_endpoint(endpoint)
+    except socket_dir.UnsafeSocketDir as exc:
+        yield CheckResult("daemon", WARN, "not asked: the clients refuse its sockets", fix=str(exc))
+        return
+    listening = probe_listener(path, PROBE_TIMEOUT_S) if path != endpoint else None
+    if listening:
+        yield CheckResult(
+            "daemon",
+            WARN,
+            f"a daemon listens on {endpoint} but did not answer in {PROBE_TIMEOUT_S:g} s: it hangs",
+            fix="`dictated service logs` or the daemon's terminal shows why; "
+            "`dictated service restart` (or stop it and `dictated run`) starts a fresh one",
+        )
+        return
+    stale = f" (stale socket left by a previous run: {path})" if listening is False else ""
+    yield CheckResult(
+        "daemon",
+        WARN,
+        f"not running{stale}",
+        fix="start it with `dictated run` (which replaces a stale socket), or at every login "
+        "with `dictated service install`",
     )

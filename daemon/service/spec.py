@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import protocol
 from ..shutdown import DEFAULT_LINGER_S, SERVICE_STOP_TIMEOUT_S, service_stop_timeout_s
+from . import sandbox
 
 #: variables that change where the daemon keeps its files or finds its models; copied into the
 #: unit when set at install time, so the service and the user's shell agree on sockets and journal
@@ -45,6 +46,9 @@ class ServiceSpec:
     #: get no XDG_RUNTIME_DIR, and the daemon must listen where `dictated status` looks)
     runtime_dir: str = ""
     stop_timeout_s: int = SERVICE_STOP_TIMEOUT_S
+    #: what the daemon writes (journal, sockets, caches): the only writable paths of its sandbox
+    writable_dirs: tuple[str, ...] = ()
+    user_namespaces: bool = True  # this user can sandbox with one (sandbox.NEEDS_USER_NAMESPACE)
 
     @property
     def interpreter(self) -> str:
@@ -80,4 +84,6 @@ def service_spec(
         environment=environment,
         runtime_dir=protocol.default_runtime_dir(),
         stop_timeout_s=service_stop_timeout_s(linger_s),
+        writable_dirs=sandbox.writable_dirs(config),
+        user_namespaces=sandbox.user_namespaces_work(),
     )

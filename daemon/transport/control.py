@@ -19,6 +19,7 @@ import zmq.asyncio
 
 from ..errors import DictatedError
 from ..protocol import ProtocolError, decode_request, error_reply, ok_reply
+from .ipc_files import MAX_REQUEST_BYTES, BoundFile
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,14 @@ class ControlServer:
         self.handlers = handlers
         self.socket = context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, 1 << 20)  # refuse absurd requests at the transport
+        # a larger message drops its peer before it is read into memory
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         try:
             self.socket.bind(endpoint)
         except zmq.ZMQError as exc:
             self.socket.close(0)
             raise DictatedError(f"cannot listen for commands on {endpoint}: {exc}") from exc
+        self._file = BoundFile.of(endpoint)
 
     async def serve(self) -> None:
         while True:
@@ -67,7 +70,10 @@ class ControlServer:
             return error_reply(f"internal error: {exc}")
 
     def close(self) -> None:
+        """Close the socket and remove its file (if it is still ours): a clean exit leaves none."""
         self.socket.close(0)
+        if self._file is not None:
+            self._file.remove()
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:

