@@ -1,17 +1,21 @@
 """SRT and WebVTT caption files that are valid at every moment, so a player can open them mid-meeting.
 
 Each cue is formatted whole and appended with one write, then flushed and fsync'd; a WebVTT file's
-header is on disk before its first cue. Standard library only (see cues.py for why).
+header is on disk before its first cue. New files are 0600: captions are a transcript. Standard library only (see cues.py for why).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 from .cues import Cue
 
 FORMATS = ("srt", "vtt")
+#: a new caption file is the meeting's transcript: owner-only whatever the umask. A file that
+#: exists (replaced with --overwrite) keeps its mode: whoever made it chose who may read it.
+PRIVATE_FILE = 0o600
 
 
 class CaptionFileError(OSError):
@@ -66,15 +70,21 @@ class CueFile:
             raise ValueError(f"caption format must be one of {FORMATS}, got {fmt!r}")
         self.path = Path(path)
         self.fmt = fmt
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        # never through a symlink: in a shared folder such as /tmp one planted by another account
+        # would have --overwrite truncate a file of ours that it points at
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
         flags |= os.O_TRUNC if overwrite else os.O_EXCL
         try:
-            self._fd = os.open(self.path, flags, 0o644)
+            self._fd = os.open(self.path, flags, PRIVATE_FILE)
         except FileExistsError as exc:
             raise CaptionFileExists(
                 f"{self.path} already exists; choose another name or pass --overwrite"
             ) from exc
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise CaptionFileError(
+                    f"{self.path} is a symbolic link; name the file itself (it is not followed)"
+                ) from exc
             raise CaptionFileError(f"cannot create {self.path}: {exc.strerror}") from exc
         self._write(header(fmt))
 
