@@ -3,19 +3,28 @@
 `--partials` also shows the text of the utterance still being spoken: on a terminal one line
 that is rewritten in place (carriage return) until the final text replaces it; elsewhere (a
 pipe, a file) one `partial:` line per update, so nothing is overwritten in a log.
+
+Text is printed with its control characters escaped (`\x1b`, `\u202e`, `\n`), so a transcript
+cannot drive the terminal, fake a line or reorder what it shows; `--json` lines escape them too.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from typing import TextIO
 
 import zmq
 
-from dictated.protocol import TOPIC_ERROR, TOPIC_PARTIAL, TOPIC_TRANSCRIPT, Event
+from dictated.protocol import (
+    TOPIC_ERROR,
+    TOPIC_PARTIAL,
+    TOPIC_TRANSCRIPT,
+    Event,
+    escape_controls,
+    json_line,
+)
 
 from .control import CommandFailed, ControlClient, DaemonUnavailable
 from .subscribe import Subscription, add_endpoint_options
@@ -69,19 +78,23 @@ class Printer:
         body = event.body
         if event.topic == TOPIC_PARTIAL and self.partials:
             if self.tty:
-                self.out.write(f"{self.CLEAR}{body.get('text', '')}")
+                self.out.write(f"{self.CLEAR}{_shown(body.get('text', ''))}")
                 self._open = True
             else:
-                self.out.write(f"partial: {body.get('text', '')}\n")
+                self.out.write(f"partial: {_shown(body.get('text', ''))}\n")
         elif event.topic == TOPIC_TRANSCRIPT:
             self._close()
             if body.get("text"):
-                self.out.write(f"{body['text']}\n")
+                self.out.write(f"{_shown(body['text'])}\n")
         elif event.topic == TOPIC_ERROR:
             self._close()
             self.out.flush()
-            print(f"error: {body.get('message')}", file=self.err, flush=True)
+            print(f"error: {_shown(body.get('message'))}", file=self.err, flush=True)
         self.out.flush()
+
+    def show_json(self, event: Event) -> None:
+        """The event as one JSON line (controls escaped as \\uXXXX: the same JSON value)."""
+        print(json_line({"topic": event.topic, **event.body}), file=self.out, flush=True)
 
     def _close(self) -> None:
         if self._open:
@@ -89,10 +102,16 @@ class Printer:
             self._open = False
 
 
+def _shown(text: object) -> str:
+    """Text for the terminal: a transcript's control and bidi characters escaped, never obeyed."""
+    return escape_controls(str(text))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.wait:  # the subscription's notices (waiting, connected, went away) go to stderr
-        logging.basicConfig(format="dictated-tail: %(message)s", level=logging.INFO)
+    logging.basicConfig(  # the subscription's notices (waiting, went away; --wait: connected)
+        format="dictated-tail: %(message)s", level=logging.INFO if args.wait else logging.WARNING
+    )
     needs_control = args.since is not None or args.wait
     control = ControlClient(args.control) if needs_control else None
     try:
@@ -114,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for event in sub.events(timeout_s=args.idle_exit):
             if args.json:
-                print(
-                    json.dumps({"topic": event.topic, **event.body}, ensure_ascii=False), flush=True
-                )
+                printer.show_json(event)
             else:
                 printer.show(event)
             if event.topic == TOPIC_TRANSCRIPT:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
@@ -242,16 +244,28 @@ EVENTS_SOCKET = "events"
 CONTROL_SOCKET = "control"
 
 
-def default_runtime_dir() -> str:
-    """The per-user socket directory: $DICTATED_RUNTIME_DIR, $XDG_RUNTIME_DIR/dictated, /tmp/dictated-UID.
+#: longest `ipc://` path macOS takes (sockaddr_un.sun_path is 104 bytes there, NUL included)
+MACOS_MAX_IPC_PATH = 103
 
-    Short on purpose: macOS's per-user temp dirs are too long for Unix socket paths.
+
+def default_runtime_dir(platform: str = sys.platform) -> str:
+    """The per-user socket directory: $DICTATED_RUNTIME_DIR; on macOS ~/.dictated/run; on Linux
+    $XDG_RUNTIME_DIR/dictated; else (or when the home is too long for a socket path) /tmp/dictated-UID.
+
+    Short on purpose: macOS's per-user temp dirs are too long for Unix socket paths. On macOS a
+    directory under the home comes first because another account can create /tmp/dictated-UID
+    before us (the daemon and the clients then refuse it: dictated.socket_dir).
     """
     if os.environ.get("DICTATED_RUNTIME_DIR"):
         return os.environ["DICTATED_RUNTIME_DIR"]
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isdir(xdg):
-        return os.path.join(xdg, "dictated")
+    if platform == "darwin":
+        home = os.path.join(os.path.expanduser("~"), ".dictated", "run")
+        if len(os.path.join(home, CONTROL_SOCKET).encode()) <= MACOS_MAX_IPC_PATH:
+            return home
+    else:
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        if xdg and os.path.isdir(xdg):
+            return os.path.join(xdg, "dictated")
     return f"/tmp/dictated-{os.getuid()}"
 
 
@@ -264,6 +278,12 @@ def default_endpoint(name: str, runtime_dir: str | None = None) -> str:
 
 def encode_request(cmd: str, **args: Any) -> bytes:
     return json.dumps({"v": PROTOCOL_VERSION, "cmd": cmd, **args}).encode("utf-8")
+
+
+#: a history request's `topics`: a few short names (there are only len(TOPICS) of them); a
+#: request is refused before it can make the journal thread match events against a huge list
+MAX_REQUEST_TOPICS = 16
+MAX_TOPIC_CHARS = 64
 
 
 def decode_request(frames: list[bytes]) -> dict[str, Any]:
@@ -283,7 +303,22 @@ def decode_request(frames: list[bytes]) -> dict[str, Any]:
     cmd = request.get("cmd")
     if cmd not in COMMANDS:
         raise ProtocolError(f"unknown command {cmd!r}; commands: {', '.join(COMMANDS)}")
+    if cmd == "history":
+        _check_topics(request.get("topics"))
     return request
+
+
+def _check_topics(topics: Any) -> None:
+    """Bound a history request's `topics` list (its types and names are the command's to judge)."""
+    if not isinstance(topics, list):
+        return
+    if len(topics) > MAX_REQUEST_TOPICS:
+        raise ProtocolError(
+            f"'topics' must be a list of at most {MAX_REQUEST_TOPICS} topic names, "
+            'e.g. ["transcript"]'
+        )
+    if any(isinstance(t, str) and len(t) > MAX_TOPIC_CHARS for t in topics):
+        raise ProtocolError(f"'topics' entries must be strings of at most {MAX_TOPIC_CHARS} chars")
 
 
 def _loads(data: bytes | str) -> Any:
@@ -311,3 +346,50 @@ def decode_reply(frame: bytes) -> dict[str, Any]:
     if not isinstance(reply, dict) or "ok" not in reply:
         raise ProtocolError("a reply is a JSON object with 'ok'")
     return reply
+
+
+# -- text shown to people or typed (transcripts, remote messages) ---------------------------------
+# A transcript is whatever a recognizer or a remote server said. Keyboards, terminals and logs must
+# never act on control characters in it: ESC starts terminal sequences, a newline presses Return,
+# and the bidirectional overrides, isolates and marks reorder what a line appears to say (Trojan
+# Source, CVE-2021-42574). Ported to Lua (clients/nvim/lua/dictated/compose.lua) and Emacs Lisp.
+
+#: whitespace controls: line and paragraph breaks, tabs, the separators str.isspace() counts
+BREAKS = "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029"
+#: every other C0/C1 control, DEL, the bidi embeddings/overrides/isolates and marks (a regex class)
+DROPPED = "\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_DROPPED = re.compile(f"[{DROPPED}]")
+_BLANK_RUN = re.compile(f"[ {BREAKS}]+")
+_UNSAFE = re.compile(f"[{BREAKS}{DROPPED}]")
+_UNSAFE_IN_LAYOUT = re.compile(f"[{BREAKS.replace(chr(10), '')}{DROPPED}]")
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def plain_text(text: str) -> str:
+    """`text` as words to type: controls dropped, a run of blanks holding a break one space.
+
+    A space, not nothing, because a break parts words ("two\\nlines" is two words); only spoken
+    commands ("new line") make line breaks.
+    """
+    text = _DROPPED.sub("", text)
+    return _BLANK_RUN.sub(lambda m: m[0] if m[0].strip(" ") == "" else " ", text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match[0]
+    code = ord(ch)
+    return _SHORT_ESCAPES.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def escape_controls(text: str) -> str:
+    """`text` for a terminal or a log: each control or bidi character shown as \\x1b, \\u202e, \\n."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def json_line(value: Any, indent: int | None = None) -> str:
+    """`value` as JSON that a terminal cannot misread: what json.dumps leaves raw with
+    ensure_ascii=False (DEL, C1, bidi, U+2028/9) is written as a \\uXXXX escape, same value.
+    One line unless `indent` (json.dumps escapes C0 inside strings, so a raw newline is layout)."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    unsafe = _UNSAFE if indent is None else _UNSAFE_IN_LAYOUT
+    return unsafe.sub(lambda m: f"\\u{ord(m[0]):04x}", text)

@@ -11,6 +11,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from .protocol import escape_controls
+
 #: fields shown in the lines below (the rest go to the end, verbatim)
 _SHOWN = {
     "state", "version", "pid", "uptime_s", "engine", "model", "language", "source", "device",
@@ -100,8 +102,11 @@ def format_status(reply: Mapping[str, Any]) -> str:
         rows.append(("config", f"{get('config_file') or '(defaults, no file)'}{when}"))
     rows += [(key, str(value)) for key, value in reply.items() if key not in _SHOWN]
     width = max(len(label) for label, _ in rows)
-    lines = [f"{header} ({extra})" if extra else header]
-    lines += [f"  {label:<{width}}  {value}" for label, value in rows]
+    # every piece is one line: what a daemon or a remote server said is shown, never acted on
+    lines = [escape_controls(f"{header} ({extra})" if extra else header)]
+    lines += [
+        f"  {escape_controls(label):<{width}}  {escape_controls(value)}" for label, value in rows
+    ]
     return "\n".join(lines)
 
 

@@ -93,3 +93,16 @@ def test_status_of_a_running_daemon_for_people_and_scripts(isolated_env):
     parsed = json.loads(raw.stdout)
     assert set(parsed) == set(reply) and parsed["pid"] == reply["pid"] == daemon.proc.pid
     assert parsed["state"] == "ready" and parsed["engine"] == "whisper"
+
+
+def test_what_a_daemon_or_server_said_is_shown_escaped_never_run():
+    """A detail or unknown field carrying ESC, a newline or U+202E stays on its own line, escaped."""
+    reply = {
+        "state": "warming",
+        "detail": "waiting (server said: \x1b]0;owned\x07\nrm -rf ~)",
+        "from_a_newer_daemon": "\u202etxt.exe",
+    }
+    text = format_status(reply)
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert text.count("\n") == 2  # the header, the engine row and one more: nothing else breaks
+    assert "\\x1b]0;owned\\x07\\nrm -rf ~" in text and "\\u202etxt.exe" in text

@@ -6,7 +6,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dictated.protocol import TOPIC_ERROR, TOPIC_PARTIAL, TOPIC_STATUS, TOPIC_TRANSCRIPT, Event
+from dictated.protocol import (
+    TOPIC_ERROR,
+    TOPIC_PARTIAL,
+    TOPIC_STATUS,
+    TOPIC_TRANSCRIPT,
+    Event,
+    escape_controls,
+    plain_text,
+)
 
 from .cues import Cue, Timeline
 from .terminal import TerminalView
@@ -29,8 +37,14 @@ class Captioner:
     _shown_state: tuple[str, str] | None = field(default=None, init=False)
 
     def handle(self, event: Event) -> list[Cue]:
-        """Route one event; returns the cues a transcript became."""
+        """Route one event; returns the cues a transcript became.
+
+        Text is made plain first (controls and bidi overrides dropped, breaks made spaces): a
+        newline would end an SRT cue early and ESC would drive the terminal view.
+        """
         body = event.body
+        if isinstance(body.get("text"), str):
+            body = {**body, "text": plain_text(body["text"])}
         if event.topic == TOPIC_TRANSCRIPT:
             self.transcripts += 1
             cues = self.timeline.place(body)
@@ -55,7 +69,7 @@ class Captioner:
             if self.feed:
                 self.feed.set_partial(str(body.get("id", "")), body["text"])
         elif event.topic == TOPIC_ERROR:
-            log.warning("daemon error: %s", body.get("message"))
+            log.warning("daemon error: %s", escape_controls(str(body.get("message"))))
         return []
 
     def state(self, state: str, detail: str = "") -> None:

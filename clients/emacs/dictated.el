@@ -17,7 +17,9 @@
 ;; joined the way `dictated-type' types them: a space between utterances,
 ;; none before punctuation, none for Japanese and Chinese.  The spoken
 ;; commands "new line", "new paragraph" and "scratch that" (which takes back
-;; exactly what the previous utterance inserted) are acted on.
+;; exactly what the previous utterance inserted) are acted on.  A
+;; transcript's own control characters are never inserted: ESC, DEL, C1 and
+;; bidi controls are dropped, and a raw line break or tab is one space.
 ;;
 ;; M-x dictated-start   start inserting at point (turns on `dictated-mode')
 ;; M-x dictated-stop    stop
@@ -81,6 +83,28 @@ daemon elsewhere."
 
 ;;;; Composing utterances into edits (the rules of dictated-type)
 
+(defconst dictated--dropped-regexp
+  (concat "[" (string 0) "-" (string 8) (string #x0e) "-" (string #x1b)
+          (string #x7f) "-" (string #x84) (string #x86) "-" (string #x9f)
+          (string #x061c #x200e #x200f #x202a) "-" (string #x202e)
+          (string #x2066) "-" (string #x2069) "]")
+  "Characters never inserted: C0 and C1 controls but blanks, DEL, bidi controls.
+ESC drives terminals; the bidi overrides, isolates and marks reorder what
+text appears to say.  The same set as dictated.protocol.DROPPED.")
+
+(defconst dictated--blank-run-regexp
+  (concat "[ \t\n\v\f\r" (string #x1c) "-" (string #x1f #x85 #x2028 #x2029) "]+")
+  "A run of spaces and line breaks, tabs and other whitespace controls.")
+
+(defun dictated--plain (text)
+  "TEXT as words: controls dropped, a run of blanks with a break one space.
+A space, because a break parts words; only spoken commands make line breaks."
+  (replace-regexp-in-string
+   dictated--blank-run-regexp
+   (lambda (run) (if (string-match-p "[^ ]" run) " " run))
+   (replace-regexp-in-string dictated--dropped-regexp "" text t t)
+   t t))
+
 (defun dictated--before-cursor ()
   "The last character inserted by us, or nil."
   (let ((unit (seq-find (lambda (s) (not (string-empty-p s))) dictated--typed)))
@@ -128,7 +152,8 @@ before the insertion point."
   (let ((case-fold-search t)
         (spec (dictated--command-regexp))
         (actions nil)
-        (pos 0))
+        (pos 0)
+        (text (dictated--plain text)))
     (push "" dictated--typed)
     (while (and spec (string-match (cdr spec) text pos))
       (let* ((start (match-beginning 99))
@@ -174,15 +199,17 @@ before the insertion point."
         (set-window-point w dictated--marker)))))
 
 (defun dictated--parse (line)
-  "LINE as an alist, or nil when it is not a JSON object."
-  (condition-case nil
-      (let ((value (if (fboundp 'json-parse-string)
-                       (json-parse-string line :object-type 'alist
-                                          :null-object nil :false-object nil)
+  "LINE as an alist, or nil when it is not a JSON object.
+The native parser refuses a \\u0000 escape, which a transcript may hold;
+json.el reads it (and `dictated-compose' drops the character)."
+  (let ((value (or (and (fboundp 'json-parse-string)
+                        (ignore-errors
+                          (json-parse-string line :object-type 'alist
+                                             :null-object nil :false-object nil)))
+                   (ignore-errors
                      (let ((json-object-type 'alist))
-                       (json-read-from-string line)))))
-        (and (consp value) value))
-    (error nil)))
+                       (json-read-from-string line))))))
+    (and (consp value) value)))
 
 (defun dictated--handle (line)
   "Insert the transcript in LINE, if it is one (other lines are ignored)."

@@ -4,6 +4,10 @@ Pure standard library and no I/O, so the editor plugins' behaviour can be checke
 every typing backend shares one set of rules. The text typed for each utterance is remembered by
 its exact length in characters (code points, which is what one BackSpace removes in the
 applications we type into), so "scratch that" removes exactly what was typed, separator included.
+
+A transcript's own control characters never reach a backend: `feed` makes each text plain first
+(ESC, DEL, C1 and bidi controls dropped; a raw newline or tab is one space), so only spoken
+commands make line breaks, whichever backend types.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from dictated.protocol import plain_text
 
 NEW_LINE = "new-line"
 NEW_PARAGRAPH = "new-paragraph"
@@ -74,7 +80,8 @@ class Composer:
         self._typed: list[str] = []  # text typed per unit (utterance), newest last
 
     def feed(self, text: str, language: str = "en") -> list[Action]:
-        """The actions for one utterance's text."""
+        """The actions for one utterance's text (its control characters never typed)."""
+        text = plain_text(text)
         actions: list[Action] = []
         self._typed.append("")  # this utterance's unit, grown as it types
         position = 0

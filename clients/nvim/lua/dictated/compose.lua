@@ -2,6 +2,7 @@
 -- a space between utterances, none before punctuation, none for ja/zh; spoken "new line",
 -- "new paragraph" and "scratch that" (which takes back exactly the characters the previous
 -- utterance inserted). Pure Lua, no editor calls, so it is checked against the Python rules.
+-- A transcript's own control characters are never inserted (dictated.protocol.plain_text).
 local M = {}
 
 local NO_SPACE_BEFORE = {
@@ -39,6 +40,35 @@ end
 local function trim(s)
   return (s:gsub("^%s+", ""):gsub("%s+$", ""))
 end
+
+-- Bytes of UTF-8 text to drop: C0 controls but the blanks below, DEL, C1 but NEL, U+061C,
+-- U+200E/F, U+202A-E, U+2066-9 (ESC drives terminals; bidi controls reorder what text reads)
+local DROPPED = {
+  "[%z\1-\8\14-\27\127]",
+  "\194[\128-\132\134-\159]",
+  "\216\156",
+  "\226\128[\142\143\170-\174]",
+  "\226\129[\166-\169]",
+}
+-- NEL, U+2028, U+2029: breaks like \n, tab, \v, \f, \r and \28-\31
+local MULTIBYTE_BREAKS = { "\194\133", "\226\128[\168\169]" }
+
+-- text as words to insert: controls dropped, a run of blanks holding a break one space
+-- (a space: a break parts words; only spoken commands make line breaks)
+local function plain(text)
+  for _, p in ipairs(DROPPED) do
+    text = text:gsub(p, "")
+  end
+  for _, p in ipairs(MULTIBYTE_BREAKS) do
+    text = text:gsub(p, "\n")
+  end
+  return (text:gsub("[ \9-\13\28-\31]+", function(run)
+    if run:find("[^ ]") then
+      return " "
+    end
+  end))
+end
+M.plain = plain
 
 -- UTF-8 code points in s (what one BackSpace / one character of a buffer is)
 local function length(s)
@@ -118,6 +148,7 @@ end
 
 -- The actions for one utterance: { {type = "text"} | {backspace = n}, ... }
 function M:feed(text, language)
+  text = plain(text)
   local actions = {}
   local lower = text:lower() -- ASCII only, so byte positions match text's
   table.insert(self.typed, "")
