@@ -17,6 +17,13 @@ being spoken (at a pause, or for a partial result). Its rules:
   result is discarded;
 - each speculative decode ends up used (it became the final, or the caller showed it as a
   partial) or wasted; both are counted (`SpeculationStats`).
+
+Text streamed by a final decode (a remote server's deltas) reaches `on_stream` at most once per
+`stream_interval_s`, the newest text winning, and never after that job's result: a server sending
+thousands of deltas costs a few partial events, not one event per delta with the whole text.
+
+A warm-up no server answered (at login the network may not be up yet) is tried again with backoff
+(warmup.py) instead of failing the start; `waiting` says why meanwhile.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -37,6 +45,8 @@ from .audio.format import int16_to_float32
 from .engines.base import Cancelled, Engine, Transcript
 from .errors import DictatedError
 from .events import Utterance
+from .stream_throttle import StreamThrottle
+from .warmup import warm_up
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -144,16 +154,19 @@ class Worker:
         queue_size: int = 16,
         on_speculative: OnSpeculative | None = None,
         on_stream: Callable[[Job, str], None] | None = None,
+        stream_interval_s: Callable[[], float] = lambda: 1.0,
     ):
         """`on_speculative` is called on the loop with each speculative result of an utterance
         whose final has not been submitted yet, and returns True if it showed it (a partial).
         It must not block: it runs between the lane and the final that may wait for it.
         `on_stream(job, text_so_far)` is called on the loop as a streaming engine's final decode
-        produces text; every call comes before that job's result is delivered."""
+        produces text, at most once per `stream_interval_s()` seconds (read per job, so a reload
+        applies); every call comes before that job's result is delivered."""
         self._load_engine = load_engine
         self._on_result = on_result
         self._on_speculative = on_speculative
         self._on_stream = on_stream
+        self._stream_interval_s = stream_interval_s
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._unfinished: deque[Job] = deque()  # queued or running, oldest first
@@ -166,21 +179,37 @@ class Worker:
         self._ended: deque[str] = deque(maxlen=_ENDED_MEMORY)
         self._final_busy = False
         self._closed = False
+        self.waiting: str | None = None  # why start() is waiting (for the engine's server)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the inference thread (the only thread that may touch the engine)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def start(self) -> Engine:
-        """Load and warm up the engine on the inference thread."""
+    async def start(
+        self, stop: asyncio.Event | None = None, on_wait: Callable[[], None] | None = None
+    ) -> Engine | None:
+        """Load and warm up the engine on the inference thread.
 
-        def load() -> Engine:
-            engine = self._load_engine()
-            engine.warmup()
-            return engine
+        With `stop`, a warm-up no server answered is tried again (warmup.py) while `waiting` says
+        why and `on_wait()` is told; None (the engine closed) if `stop` is set meanwhile.
+        """
+        engine = await self.call(self._load_engine)
 
-        self.engine = await self.call(load)
-        return self.engine
+        def waiting(why: str | None) -> None:
+            self.waiting = why
+            if why is not None and on_wait is not None:
+                on_wait()
+
+        try:
+            warm = await warm_up(partial(self.call, engine.warmup), stop, waiting)
+        except BaseException:
+            await self.call(engine.close)
+            raise
+        if not warm:
+            await self.call(engine.close)
+            return None
+        self.engine = engine
+        return engine
 
     async def reload(self, load_engine: Callable[[], Engine], language: str) -> tuple[Engine, str]:
         """Swap in a new engine (a reloaded config) and check `language` against it.
@@ -357,8 +386,9 @@ class Worker:
                 speculative=True,
             )
         started = time.time()
+        throttle = self._throttle(job)
         try:
-            transcript = await self.call(self._transcribe, job, asyncio.get_running_loop())
+            transcript = await self.call(self._transcribe, job, throttle)
             error = None
         except DictatedError as exc:  # a known cause (e.g. no server answered): no traceback
             log.error("engine failed on utterance %s: %s", job.id, exc)
@@ -366,25 +396,30 @@ class Worker:
         except Exception as exc:  # reported as an error event naming the utterance
             log.exception("engine failed on utterance %s", job.id)
             transcript, error = None, f"{type(exc).__name__}: {exc}"
+        finally:
+            if throttle is not None:
+                throttle.close()  # nothing of this job's stream after its result
         return JobResult(job, transcript, error, started, time.time())
 
     def unfinished(self) -> list[Job]:
         """Jobs queued or running and not yet delivered, oldest first."""
         return list(self._unfinished)
 
-    def _transcribe(self, job: Job, loop: asyncio.AbstractEventLoop) -> Transcript:
+    def _transcribe(self, job: Job, throttle: StreamThrottle | None) -> Transcript:
         engine = self.engine
         assert engine is not None, "worker.start() loads the engine first"
         pcm = int16_to_float32(job.utterance.pcm)
-        on_stream = self._on_stream
-        if on_stream is None or not engine.streams_partials:
+        if throttle is None:
             return engine.transcribe(pcm, job.language)
+        # each text is queued on the loop before this decode's own completion, so before its result
+        return engine.transcribe(pcm, job.language, on_partial=throttle.offer_threadsafe)
 
-        def streamed(text: str) -> None:
-            # queued on the loop before this decode's own completion, so before its result
-            loop.call_soon_threadsafe(on_stream, job, text)
-
-        return engine.transcribe(pcm, job.language, on_partial=streamed)
+    def _throttle(self, job: Job) -> StreamThrottle | None:
+        """The gate for this job's streamed text, if the engine streams and anyone listens."""
+        on_stream = self._on_stream
+        if on_stream is None or self.engine is None or not self.engine.streams_partials:
+            return None
+        return StreamThrottle(partial(on_stream, job), self._stream_interval_s())
 
     async def shutdown(self, timeout_s: float = 10.0) -> None:
         """Close the engine on its own thread, then stop the thread (not waiting on a hung engine)."""

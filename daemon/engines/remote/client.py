@@ -6,6 +6,11 @@ last byte), not each read. Idle keep-alive connections are reused (a TLS handsha
 would cost more than a short transcription); one that the server closed while idle is retried once
 on a fresh connection. https verifies certificates with the system's default context. The API key
 goes only into the Authorization header and never into a message.
+
+Every answer is bounded, whatever the server sends: the body is read in chunks up to
+`MAX_ANSWER_BYTES` (a longer one is refused before it is held in memory), a 200 must be the JSON
+we asked for (a proxy's login page is an error, never a transcript), a streamed line and a whole
+stream are capped the same way, and the text is cut at the upload's `max_chars`, marked truncated.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import email.utils
 import http.client
 import json
+import re
 import socket
 import ssl
 import threading
@@ -26,16 +32,27 @@ from ... import __version__
 from .sse import StreamedText, StreamFormatError, iter_events
 
 MAX_ERROR_BODY = 64 * 1024  # an error page is read this far for its message, no further
+#: a transcript of 35 s is a few KB of JSON (a few hundred KB of SSE events); more is no transcript
+MAX_ANSWER_BYTES = 2 * 1024 * 1024
+MAX_SSE_LINE = 64 * 1024  # one SSE line (one event's JSON); a longer one is refused
 MAX_IDLE = 4  # keep-alive connections kept per server
 #: what a server may ask us to wait at most, so a bogus Retry-After cannot park it for a day
 MAX_RETRY_AFTER_S = 300.0
+_TAG = re.compile(r"<[^>]{0,1000}>")  # markup of an HTML page, dropped from messages
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    truncated: bool = False  # cut at the upload's max_chars
 
 
 @dataclass(frozen=True)
 class Reply:
     text: str
     elapsed_ms: float
+    truncated: bool = False
 
 
 class RequestFailed(Exception):
@@ -67,6 +84,7 @@ class Upload:
     fields: tuple[tuple[str, str], ...]
     wav: bytes
     stream: bool
+    max_chars: int  # the most text this audio can hold; more is cut and marked truncated
 
 
 class TranscriptionClient:
@@ -104,13 +122,13 @@ class TranscriptionClient:
         conn, reused = self._checkout()
         try:
             try:
-                text = self._exchange(conn, body, headers, deadline, on_delta)
+                answer = self._exchange(conn, body, headers, deadline, on_delta, upload.max_chars)
             except _STALE:
                 if not reused:
                     raise
                 conn.close()  # closed by the server while idle: once more, on a new connection
                 conn, reused = self._new_connection(), False
-                text = self._exchange(conn, body, headers, deadline, on_delta)
+                answer = self._exchange(conn, body, headers, deadline, on_delta, upload.max_chars)
         except RequestFailed:
             conn.close()
             raise
@@ -118,7 +136,8 @@ class TranscriptionClient:
             conn.close()
             raise RequestFailed(_describe(exc, self._timeout_s)) from exc
         self._checkin(conn)
-        return Reply(text=text, elapsed_ms=(time.monotonic() - started) * 1000)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        return Reply(text=answer.text, elapsed_ms=elapsed_ms, truncated=answer.truncated)
 
     def close(self) -> None:
         with self._lock:
@@ -159,7 +178,8 @@ class TranscriptionClient:
         headers: dict[str, str],
         deadline: float,
         on_delta: Callable[[str], None] | None,
-    ) -> str:
+        max_chars: int,
+    ) -> Answer:
         if conn.sock is None:
             conn.timeout = min(self._connect_timeout_s, _remaining(deadline, self._timeout_s))
             conn.connect()
@@ -174,17 +194,32 @@ class TranscriptionClient:
         conn.request("POST", self._path, body=body, headers=headers)
         arm()
         response = conn.getresponse()
-        if response.status != 200:
-            raise _http_failure(response, arm)
-        content_type = response.getheader("Content-Type", "")
-        if content_type.startswith("text/event-stream"):
-            return _read_stream(response, arm, on_delta)
-        arm()
-        raw = _read_all(response, arm)
-        text = _parse_text(raw, content_type)
-        if on_delta is not None and text:  # a server that ignores stream=true: one delta
-            on_delta(text)
-        return text
+        try:
+            answer = _read_answer(response, arm, on_delta, max_chars)
+        except BaseException:
+            response.close()  # a body left unread (too large, not ours): hang up on it now
+            raise
+        if answer.truncated and not response.isclosed():
+            response.close()  # the rest of the stream is not wanted ...
+            conn.close()  # ... and this connection is not reused
+        return answer
+
+
+def _read_answer(
+    response: http.client.HTTPResponse,
+    arm: Callable[[], None],
+    on_delta: Callable[[str], None] | None,
+    max_chars: int,
+) -> Answer:
+    if response.status != 200:
+        raise _http_failure(response, arm)
+    content_type = response.getheader("Content-Type", "")
+    if content_type.startswith("text/event-stream"):
+        return _read_stream(response, arm, on_delta, max_chars)
+    answer = _cap(_parse_text(_read_all(response, arm), content_type), max_chars)
+    if on_delta is not None and answer.text:  # a server that ignores stream=true: one delta
+        on_delta(answer.text)
+    return answer
 
 
 def _remaining(deadline: float, timeout_s: float) -> float:
@@ -194,13 +229,28 @@ def _remaining(deadline: float, timeout_s: float) -> float:
     return left
 
 
+def _too_large() -> RequestFailed:
+    return RequestFailed(
+        f"the answer is over {MAX_ANSWER_BYTES // 1024 // 1024} MiB, which no transcript is "
+        "(is something else answering on this URL?)"
+    )
+
+
 def _read_all(response: http.client.HTTPResponse, arm: Callable[[], None]) -> bytes:
-    chunks = []
+    """The body, in chunks, refused as soon as it is over MAX_ANSWER_BYTES (never held whole)."""
+    length = response.getheader("Content-Length", "")
+    if length.strip().isdigit() and int(length) > MAX_ANSWER_BYTES:
+        raise _too_large()  # said up front: refused before a byte of it is read
+    chunks: list[bytes] = []
+    size = 0
     while True:
         arm()  # re-armed per read: a server trickling bytes still meets the deadline
         chunk = response.read(65536)  # read(n), not read1: it marks the response done at its end
         if not chunk:
             return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise _too_large()
         chunks.append(chunk)
 
 
@@ -208,36 +258,71 @@ def _read_stream(
     response: http.client.HTTPResponse,
     arm: Callable[[], None],
     on_delta: Callable[[str], None] | None,
-) -> str:
+    max_chars: int,
+) -> Answer:
+    """Deltas until the server says done; stops early (truncated) once the text is over max_chars."""
+    size = 0
+
     def readline() -> bytes:
+        nonlocal size
         arm()
-        return response.readline(1 << 20)
+        line = response.readline(MAX_SSE_LINE + 1)
+        size += len(line)
+        if len(line) > MAX_SSE_LINE:
+            raise RequestFailed(f"a streamed line is over {MAX_SSE_LINE // 1024} KiB")
+        if size > MAX_ANSWER_BYTES:
+            raise _too_large()
+        return line
 
     streamed = StreamedText()
     try:
         for data in iter_events(readline):
             delta = streamed.feed(data)
+            if len(streamed.text) > max_chars:
+                return _cap(streamed.text.strip(), max_chars)
             if delta and on_delta is not None:
                 on_delta(streamed.text)
     except StreamFormatError as exc:
         raise RequestFailed(str(exc)) from exc
     if not streamed.done:
         raise RequestFailed("the stream ended before the transcript was complete")
-    return streamed.text.strip()
+    return _cap(streamed.text.strip(), max_chars)
+
+
+def _cap(text: str, max_chars: int) -> Answer:
+    """At most max_chars, cut after a word where one ends near the limit."""
+    if len(text) <= max_chars:
+        return Answer(text)
+    cut = text[:max_chars]
+    space = cut.rfind(" ", max_chars * 9 // 10)
+    return Answer((cut[:space] if space > 0 else cut).rstrip(), truncated=True)
 
 
 def _parse_text(raw: bytes, content_type: str) -> str:
-    """`{"text": …}` for response_format=json; plain text from servers that answer so anyway."""
+    """`{"text": …}`, as response_format=json asks; anything else is an error of this request.
+
+    A 200 that is not that JSON (a captive portal's or an auth proxy's login page, an HTML error
+    page) must never become a transcript that is then typed into the user's window.
+    """
     decoded = raw.decode("utf-8", errors="replace")
-    if content_type.startswith("application/json") or decoded.lstrip().startswith("{"):
-        try:
-            answer = json.loads(decoded)
-        except json.JSONDecodeError as exc:
-            raise RequestFailed(f"the answer is not valid JSON: {decoded[:80]!r}") from exc
-        if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
-            raise RequestFailed(f"the answer has no 'text': {decoded[:80]!r}")
-        return answer["text"].strip()
-    return decoded.strip()
+    try:
+        answer = json.loads(decoded)
+    except json.JSONDecodeError as exc:
+        kind = content_type.split(";")[0].strip() or "no Content-Type"
+        raise RequestFailed(
+            f"the answer is {kind}, not the JSON transcript asked for (a login page or a "
+            f"proxy in the way?): {_snippet(decoded)}"
+        ) from exc
+    if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
+        raise RequestFailed(f"the answer has no 'text': {_snippet(decoded)}")
+    return answer["text"].strip()
+
+
+def _snippet(text: str) -> str:
+    """The start of a foreign answer for a message: its words (markup dropped), one short line,
+    anything unusual escaped."""
+    words = " ".join(_TAG.sub(" ", text[:4096]).split())
+    return ascii(words[:100])
 
 
 def _http_failure(response: http.client.HTTPResponse, arm: Callable[[], None]) -> RequestFailed:

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ...audio.format import SAMPLE_RATE
 from ...errors import ConfigError, RemoteError
 from ..base import Engine, EngineOptions, Transcript, check_cancelled
 from .client import RequestFailed, TranscriptionClient, Upload
@@ -39,6 +40,24 @@ _CODES = (
 )
 LANGUAGES: tuple[str, ...] = tuple(_CODES.split())
 
+#: Fast speech is ~20-25 characters a second (English ~7 syllables/s; German's long words). Twice
+#: that plus a margin (numbers, punctuation, a short clip) is beyond any real transcript: a longer
+#: answer is a model repeating itself or a hostile server, cut there and marked truncated (as a
+#: local engine's text is when it hits its token limit), so it cannot flood the journal.
+MAX_CHARS_PER_S = 50
+MAX_CHARS_MARGIN = 200
+
+
+def max_chars(samples: int) -> int:
+    """The most text an utterance of `samples` (16 kHz) may have: 35 s -> 1950 characters."""
+    return MAX_CHARS_MARGIN + MAX_CHARS_PER_S * samples // SAMPLE_RATE
+
+
+def _restart_cannot_fix(failure: RequestFailed) -> bool:
+    """A 4xx other than 408/429: the key, URL or model is wrong, which no waiting changes."""
+    status = failure.status
+    return status is not None and 400 <= status < 500 and status not in (408, 429)
+
 
 class RemoteEngine(Engine):
     name = "remote"
@@ -51,6 +70,7 @@ class RemoteEngine(Engine):
         self.options = options
         self.streams_partials = options.stream
         api_key = options.resolved_api_key()
+        options.check_api_key_transport(api_key)
         self._clients = {
             url: TranscriptionClient(
                 options.endpoint(url), api_key, options.timeout_s, options.connect_timeout_s
@@ -99,7 +119,9 @@ class RemoteEngine(Engine):
         language = self.check_language(language)
         check_cancelled(cancel)  # a request once sent runs to its end; a cancelled one is discarded
         started = time.perf_counter()
-        upload = Upload(self._fields(language), encode_wav(pcm), self.options.stream)
+        upload = Upload(
+            self._fields(language), encode_wav(pcm), self.options.stream, max_chars(len(pcm))
+        )
         encoded = time.perf_counter()
         failures: list[str] = []
         tried: set[str] = set()
@@ -119,9 +141,18 @@ class RemoteEngine(Engine):
                 raise
             self.pool.succeeded(url, reply.elapsed_ms)
             log.debug("remote: %s answered in %.0f ms", url, reply.elapsed_ms)
+            if reply.truncated:
+                log.warning(
+                    "remote: %s answered more text than %.1f s of audio can hold; cut at %d "
+                    "characters and marked truncated",
+                    url,
+                    len(pcm) / SAMPLE_RATE,
+                    upload.max_chars,
+                )
             return Transcript(
                 text=reply.text,
                 language=language,
+                truncated=reply.truncated,
                 timings_ms={
                     "encode": (encoded - started) * 1000,
                     "request": reply.elapsed_ms,
@@ -141,34 +172,50 @@ class RemoteEngine(Engine):
         The probes run concurrently, each bounded by `timeout_s`, and update the pool: a server
         that answers is back in service, one that does not is sat out.
         """
-        upload = Upload(self._fields(self.default_language), encode_wav(probe_tone()), False)
+        self._probe()
+        return self.pool.health()
 
-        def probe(url: str) -> None:
+    def _probe(self) -> dict[str, RequestFailed | None]:
+        """One probe request to each server, concurrently: each one's failure, None if it answered."""
+        tone = probe_tone()
+        upload = Upload(
+            self._fields(self.default_language), encode_wav(tone), False, max_chars(len(tone))
+        )
+
+        def probe(url: str) -> RequestFailed | None:
             self.pool.begin(url)
             try:
                 reply = self._clients[url].post(upload)
             except RequestFailed as exc:
                 self.pool.failed(url, exc.reason, exc.retry_after_s)
-            else:
-                self.pool.succeeded(url, reply.elapsed_ms)
+                return exc
+            self.pool.succeeded(url, reply.elapsed_ms)
+            return None
 
         with ThreadPoolExecutor(len(self._clients), thread_name_prefix="remote-probe") as ex:
-            list(ex.map(probe, self._clients))
-        return self.pool.health()
+            return dict(zip(self._clients, ex.map(probe, self._clients), strict=True))
 
     def warmup(self) -> None:
-        """A real request to each server; none answering is a start-up error unless a fallback is set."""
-        health = self.health()
-        for h in health:
+        """A real request to each server. Unless whisper is the fallback (it then transcribes
+        until a server answers), raises RemoteError when none answers (the daemon waits and tries
+        again: at login the network may not be up yet), and ConfigError when every server
+        refused the request itself (bad key, URL or model)."""
+        failures = self._probe()
+        for h in self.pool.health():
             log.info("remote: warm-up %s", h.describe())
-        if any(h.healthy for h in health):
+        if any(f is None for f in failures.values()):
             return
         reason = "warm-up: no transcription server answered: " + "; ".join(
-            f"{h.url}: {h.last_error}" for h in health
+            f"{url}: {f.reason}" for url, f in failures.items() if f is not None
         )
+        refused = all(f is not None and _restart_cannot_fix(f) for f in failures.values())
+        hint = " (check the URL, engine.remote.model and the API key)" if refused else ""
         if self.options.fallback != "whisper":
+            if refused:  # waiting or restarting would only ask again
+                raise ConfigError(f"engine.remote: {reason}{hint}")
             raise RemoteError(reason)
-        log.warning("remote: %s; whisper will transcribe until a server answers", reason)
+        # the user asked for local transcription whenever the servers fail: this is such a time
+        log.warning("remote: %s%s; whisper will transcribe until a server answers", reason, hint)
         with self._fallback_lock:
             self._local().warmup()
 

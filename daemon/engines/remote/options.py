@@ -38,6 +38,8 @@ class RemoteOptions:
     stream: bool = False  # ask for SSE deltas (vLLM's transcription.chunk) and feed partials
     inference_path: str = DEFAULT_INFERENCE_PATH
     allow_remote: bool = False  # permit non-loopback URLs: audio then leaves this machine
+    #: send the API key over plain http to a non-loopback host (e.g. inside a WireGuard tunnel)
+    allow_insecure_api_key: bool = False
     backoff_s: float = 0.5  # a failed server sits out this long, doubling per failure ...
     max_backoff_s: float = 10.0  # ... up to this
     fields: tuple[str, ...] = ()  # extra form fields as "name=value", e.g. repetition_penalty=1.1
@@ -69,6 +71,24 @@ class RemoteOptions:
     def resolved_api_key(self) -> str | None:
         """The environment wins over the config file, so a deployment can inject it."""
         return os.environ.get(API_KEY_ENV) or self.api_key or None
+
+    def check_api_key_transport(self, api_key: str | None) -> None:
+        """Refuse to send a key in clear text off this machine, unless explicitly allowed.
+
+        Anyone on the path could read it and use the server as the user; a warning in a service's
+        log is read too late, so it is an error that names the two fixes.
+        """
+        if not api_key or self.allow_insecure_api_key:
+            return
+        for url in self.urls:
+            parts = urlsplit(url)
+            if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+                raise ConfigError(
+                    f"engine.remote.urls: {url!r} would send the API key unencrypted to another "
+                    "machine; use https://, or set engine.remote.allow_insecure_api_key = true "
+                    "(--allow-insecure-api-key) if the network itself is private (a VPN or "
+                    "WireGuard tunnel)"
+                )
 
     def extra_fields(self) -> tuple[tuple[str, str], ...]:
         return tuple((k, v) for k, _, v in (f.partition("=") for f in self.fields))
