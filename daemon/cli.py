@@ -1,7 +1,13 @@
 """The `dictated` command: a thin layer that parses, builds one Config, and calls the library.
 
-Typed errors become messages and exit codes here and only here: 2 for configuration errors, 1 for
-everything else the user can fix, 130 on Ctrl-C.
+Typed errors become messages and exit codes here and only here (`exit_code`), so a service
+manager can tell what a restart may fix:
+
+- 0: done (a file or stdin source ran to its end, a command succeeded);
+- 1: a restart may fix it: a device gone, a server or daemon not reachable, a crash;
+- 2: a restart cannot fix it: bad config or usage, unknown engine, a missing engine package or
+  model, no such file or not audio (systemd's unit has `RestartPreventExitStatus=2`);
+- 130: Ctrl-C; 141: stdout closed early (`dictated status | head -1`), as a tool killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -16,112 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import AudioError, ConfigError, DictatedError
+from .cli_flags import add_config_flags
+from .errors import ConfigError, DictatedError
 
 log = logging.getLogger("dictated")
 
-
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    """Flags shared by `run` and `transcribe`; each maps onto one config key."""
-    p.add_argument(
-        "--config", type=Path, help="config file (default: the platform config dir's config.toml)"
-    )
-    p.add_argument(
-        "--engine", dest="engine.name", help="auto, whisper, cohere-torch, cohere-coreml, remote"
-    )
-    p.add_argument("--language", dest="engine.language", help="language code, e.g. en, de, ja")
-    p.add_argument(
-        "--model", dest="engine.model", help="model directory, name or hub repo for the engine"
-    )
-    p.add_argument(
-        "--device",
-        dest="engine.device",
-        help="compute device for torch/whisper: auto, cpu, cuda, mps",
-    )
-    p.add_argument(
-        "--compute-type",
-        dest="engine.compute_type",
-        help="whisper: int8, float16...; torch: float32, float16, bfloat16",
-    )
-    p.add_argument(
-        "--compute-units",
-        dest="engine.compute_units",
-        choices=("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"),
-        help="cohere-coreml: where CoreML may run (default all)",
-    )
-    p.add_argument(
-        "--eos-bias",
-        dest="engine.eos_bias",
-        type=float,
-        help="cohere: logit bias on EOS (default 0 f16, 4 int8)",
-    )
-    _add_remote_flags(p)
-    p.add_argument(
-        "--vad-aggressiveness", dest="segmenter.aggressiveness", type=int, help="webrtcvad mode 0-3"
-    )
-    p.add_argument(
-        "--hangover-ms",
-        dest="segmenter.hangover_ms",
-        type=int,
-        help="silence that ends an utterance",
-    )
-    p.add_argument("--log-level", dest="log.level", help="debug, info, warning, error")
-    p.add_argument(
-        "--log-json", dest="log.json", action="store_const", const=True, help="log JSON lines"
-    )
+EXIT_RESTART_MAY_FIX = 1
+EXIT_PERMANENT = 2
+EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 128 + 13  # 141: what a shell reports for a writer killed by SIGPIPE
 
 
-def _add_remote_flags(p: argparse.ArgumentParser) -> None:
-    """`--engine remote`: the [engine.remote] keys most often set per room (see docs/remote.md)."""
-    g = p.add_argument_group("remote engine (OpenAI-compatible transcription servers, e.g. vLLM)")
-    g.add_argument(
-        "--remote-url",
-        dest="engine.remote.urls",
-        action="append",
-        metavar="URL",
-        help="server base URL, e.g. http://127.0.0.1:8000/v1 (repeatable: requests are spread)",
-    )
-    g.add_argument("--remote-model", dest="engine.remote.model", help="the served model name")
-    g.add_argument(
-        "--remote-timeout",
-        dest="engine.remote.timeout_s",
-        type=float,
-        metavar="S",
-        help="seconds one request may take (default 30)",
-    )
-    g.add_argument(
-        "--remote-fallback",
-        dest="engine.remote.fallback",
-        choices=("none", "whisper"),
-        help="transcribe locally when every server fails (default none: error event, audio kept)",
-    )
-    g.add_argument(
-        "--remote-stream",
-        dest="engine.remote.stream",
-        action="store_const",
-        const=True,
-        help="ask for streamed (SSE) answers",
-    )
-    g.add_argument(
-        "--remote-inference-path",
-        dest="engine.remote.inference_path",
-        metavar="PATH",
-        help="endpoint path under the URL (default /audio/transcriptions; whisper.cpp: /inference)",
-    )
-    g.add_argument(
-        "--remote-field",
-        dest="engine.remote.fields",
-        action="append",
-        metavar="NAME=VALUE",
-        help="extra form field sent with every request, e.g. repetition_penalty=1.1 (repeatable)",
-    )
-    g.add_argument(
-        "--allow-remote-engine",
-        dest="engine.remote.allow_remote",
-        action="store_const",
-        const=True,
-        help="allow non-loopback --remote-url addresses (audio leaves this machine)",
-    )
+def exit_code(exc: DictatedError) -> int:
+    """2 for what a restart cannot fix (the error says it is `permanent`), 1 for the rest."""
+    return EXIT_PERMANENT if exc.permanent else EXIT_RESTART_MAY_FIX
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="audio.realtime",
         action="store_const",
         const=True,
-        help="pace a file source like a microphone",
+        help="pace a file or stdin source like a microphone (not for a live capture on stdin)",
     )
     run.add_argument(
         "--pub",
@@ -186,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to keep publishing after end of input",
     )
     run.add_argument("--journal", dest="journal.path", help="transcript journal (JSONL)")
-    _add_config_flags(run)
+    add_config_flags(run)
     run.set_defaults(func=cmd_run)
 
     tr = sub.add_parser("transcribe", help="transcribe files in-process, one line per utterance")
@@ -202,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--overwrite", action="store_true", help="replace caption files that already exist"
     )
-    _add_config_flags(tr)
+    add_config_flags(tr)
     tr.set_defaults(func=cmd_transcribe)
 
     def control_command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -276,11 +190,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon = Daemon(config, reload_config=lambda: _load(args))
     try:
         code = asyncio.run(daemon.serve())
+        if code and daemon.failure is not None:  # the source failed: could a restart fix it?
+            code = exit_code(daemon.failure)
     except DictatedError as exc:
         if not daemon.audio_driver_stuck:
             raise
         print(f"dictated: {exc}", file=sys.stderr)
-        code = exc.exit_code
+        code = exit_code(exc)
     if daemon.audio_driver_stuck:
         # PortAudio would wait forever at interpreter exit for its thread stuck in the driver.
         # Everything is journaled and published, so leave without it: launchd/systemd see the
@@ -318,12 +234,11 @@ def _caption_files(args: argparse.Namespace) -> list:
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from .clients.captions.cues import Timeline
     from .engines.registry import create_engine
-    from .transcribe import transcribe_file, transcribe_whole
+    from .protocol import escape_controls, json_line, plain_text
+    from .transcribe import check_files, transcribe_file, transcribe_whole
 
     config = _load(args)
-    for path in args.files:  # a missing file is reported before the model loads
-        if not path.is_file():
-            raise AudioError(f"audio file not found: {path}")
+    check_files(args.files)  # a missing or bad file is reported before the model loads
     captions = _caption_files(args)
     engine = create_engine(config.engine.name, config.engine_options)
     try:
@@ -339,18 +254,16 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             else:
                 results = transcribe_file(path, engine, language, config.segmenter)
             for result in results:
+                # shown, never acted on: a terminal must not run the text's control characters
                 if args.json:
-                    print(
-                        json.dumps({"engine": engine.name, **result.to_json()}, ensure_ascii=False),
-                        flush=True,
-                    )
+                    print(json_line({"engine": engine.name, **result.to_json()}), flush=True)
                 elif result.transcript.text:
                     prefix = f"{path}: " if many else ""
-                    print(f"{prefix}{result.transcript.text}", flush=True)
+                    print(escape_controls(f"{prefix}{result.transcript.text}"), flush=True)
                 if captions:
                     cues = timeline.place(
                         {
-                            "text": result.transcript.text,
+                            "text": plain_text(result.transcript.text),
                             "stream_start": result.speech_start_s,
                             "stream_end": result.speech_end_s,
                         }
@@ -385,18 +298,19 @@ def _control_endpoint(args: argparse.Namespace) -> str:
 
 def cmd_control(args: argparse.Namespace) -> int:
     from .clients.control import ControlClient
+    from .protocol import escape_controls, json_line
 
     client = ControlClient(_control_endpoint(args))
     extra = {"language": args.language} if args.cmd == "language" and args.language else {}
     reply = client.request(args.cmd, **extra)
     if args.json:
-        print(json.dumps(reply, ensure_ascii=False, indent=2))
+        print(json_line(reply, indent=2))
     elif args.cmd == "status":
         from .status_view import format_status
 
         print(format_status(reply))
     else:
-        print(reply.get("state") or reply.get("language"))
+        print(escape_controls(str(reply.get("state") or reply.get("language"))))
     return 0
 
 
@@ -444,22 +358,39 @@ def _print_table(options: Any, name: str) -> list[tuple[str, Any]]:
     return nested
 
 
+def _stdout_closed() -> int:
+    """The reader went away (`| head -1`): nothing more can be said, so say nothing. stdout now
+    points at /dev/null, so the interpreter's own flush at exit cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # no real stdout to replace
+        pass
+    return EXIT_CLOSED_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except DictatedError as exc:
         print(f"dictated: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return exit_code(exc)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # control-socket client errors and the like
-        from .clients.control import CommandFailed, DaemonUnavailable
+        from .clients.control import CommandFailed, DaemonUnavailable, UnsafeEndpoint
 
         if isinstance(exc, DaemonUnavailable | CommandFailed):
             print(f"dictated: {exc}", file=sys.stderr)
-            return 1
+            # a socket directory another account controls does not fix itself
+            return EXIT_PERMANENT if isinstance(exc, UnsafeEndpoint) else EXIT_RESTART_MAY_FIX
         raise
 
 

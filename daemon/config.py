@@ -7,6 +7,7 @@ key or a bad value is one `ConfigError` naming the key (exit code 2 in the CLI).
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -31,7 +32,7 @@ from .speculation import SpeculationOptions
 class AudioOptions:
     source: str = "mic"  # mic | file:PATH | - (raw s16le 16 kHz mono on stdin)
     device: str | int | None = None  # microphone name (substring) or index; None = system default
-    realtime: bool = False  # pace file sources like a microphone
+    realtime: bool = False  # pace file and stdin sources like a microphone
     #: while nobody speaks, microphone audio reaches the daemon this much at a time: fewer
     #: wakeups (idle CPU); speech is handed over block by block. 120 = no batching.
     idle_block_ms: int = IDLE_BLOCK_MS
@@ -139,6 +140,11 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 def check_endpoint(endpoint: str, allow_remote: bool, key: str) -> None:
     """Accept ipc:// and loopback tcp:// endpoints; others only with allow_remote."""
     parts = urlsplit(endpoint)
+    if parts.scheme == "ipc" and endpoint.startswith("ipc://@") and not allow_remote:
+        raise ConfigError(  # Linux's abstract sockets have no permissions: anyone local connects
+            f"{key}: {endpoint!r} is an abstract socket any local account can connect to; use a "
+            "path (ipc:///dir/name) or pass --allow-remote (transport.allow_remote = true)"
+        )
     if parts.scheme == "ipc" and (parts.netloc or parts.path):
         return
     if parts.scheme != "tcp":
@@ -162,6 +168,10 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check a TOML/CLI value against a dataclass field's annotation."""
+    if isinstance(value, float) and not math.isfinite(value):
+        # TOML and float() both accept nan and inf; no setting means them (`linger_s = inf`
+        # would never exit, NaN passes every range check), so refuse them for every key
+        raise ConfigError(f"{key}: must be a finite number, got {value}")
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         for member in typing.get_args(tp):

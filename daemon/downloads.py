@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ModelError
+from .errors import ModelError, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def download_snapshot(
     except hf_errors.RevisionNotFoundError as exc:
         raise ModelError(f"{repo_id} has no revision {revision!r}") from exc
     except (hf_errors.LocalEntryNotFoundError, hf_errors.HfHubHTTPError, OSError) as exc:
-        raise ModelError(
+        raise ModelUnavailable(
             f"could not download {repo_id}: {exc}. Check your network connection, or pass a local "
             "model directory with --model"
         ) from exc
@@ -69,4 +69,6 @@ def list_repo_files(repo_id: str, *, revision: str | None = None) -> list[str]:
     except hf_errors.RepositoryNotFoundError as exc:
         raise ModelError(f"{repo_id} was not found on the Hugging Face hub") from exc
     except Exception as exc:  # HTTP status errors and the hub's HTTP client's own connection errors
-        raise ModelError(f"could not list {repo_id}: {exc}. Check your network connection") from exc
+        raise ModelUnavailable(
+            f"could not list {repo_id}: {exc}. Check your network connection"
+        ) from exc

@@ -1,4 +1,10 @@
-"""Typed errors. Library code raises these; only the CLI maps them to exit codes."""
+"""Typed errors. Library code raises these; only the CLI maps them to exit codes (`cli.exit_code`).
+
+Each class says whether a restart could fix what it reports (`permanent`): a bad config, a file that
+is not there or not audio, an engine package or model that is not installed stay that way however
+often a service manager restarts the daemon; a microphone that vanished, a server that is not up
+yet, or a crash may not.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +12,44 @@ from __future__ import annotations
 class DictatedError(Exception):
     """Base class: a message meant for the user, no traceback needed."""
 
-    exit_code = 1
+    #: True when restarting the same command cannot help (the CLI exits 2, and systemd stops)
+    permanent: bool = False
 
 
 class ConfigError(DictatedError):
-    """A bad configuration key or value (exit code 2, the key is named in the message)."""
+    """A bad configuration key, value or command-line usage (the key is named in the message)."""
 
-    exit_code = 2
+    permanent = True
 
 
 class AudioError(DictatedError):
-    """Unsupported audio input, or an audio device that cannot be opened or vanished."""
+    """An audio device that cannot be opened or vanished, or input that fails while being read."""
+
+
+class AudioInputError(AudioError):
+    """Input that is not there or not audio we can read: a missing file, an unsupported or hostile
+    header, a terminal on stdin. The message names the file and the field or the fix."""
+
+    permanent = True
 
 
 class ModelError(DictatedError):
     """A model that is missing, corrupt, gated or otherwise unusable; the message says how to fix it."""
 
+    permanent = True
+
+
+class ModelUnavailable(ModelError):
+    """A model that cannot be fetched or loaded just now for a reason that may pass: no network
+    yet at login, the hub's server errors, a GPU another process holds. A restart may fix it."""
+
+    permanent = False
+
 
 class MissingDependencyError(DictatedError):
     """An optional package (torch, coremltools, PortAudio, ...) is not installed."""
+
+    permanent = True
 
     def __init__(self, package: str, purpose: str, install: str):
         super().__init__(
@@ -40,7 +65,7 @@ class ServiceError(DictatedError):
 class ServiceManagerUnavailable(ServiceError):
     """The chosen service manager (launchd, systemd's user manager) does not exist or cannot be reached."""
 
-    exit_code = 2
+    permanent = True
 
 
 class RemoteError(DictatedError):

@@ -35,6 +35,7 @@ from .engines.registry import create_engine
 from .errors import ConfigError, DictatedError
 from .events import SpeechPaused, SpeechResumed, SpeechStarted, UtteranceEnded
 from .journal import Journal
+from .private_files import write_private_wav
 from .protocol import CONTROL_SOCKET, EVENTS_SOCKET, Body, ErrorBody, State, StatusBody
 from .reload import plan_reload
 from .shutdown import DRAIN_TIMEOUT_S
@@ -96,8 +97,11 @@ class Daemon:
             self._on_result,
             on_speculative=self._on_speculative,
             on_stream=self._on_stream,
+            stream_interval_s=lambda: self.config.speculation.partial_interval_ms / 1000,
         )
         self.capture: Capture | None = None  # once the source is open
+        #: why the audio source ended early, if it did: the CLI turns it into the exit code
+        self.failure: DictatedError | None = None
         self.speculator: Speculator | None = None  # once the engine is loaded
         # start-up opens these in order; shutdown closes whatever it got to
         self.events_endpoint: str | None = None
@@ -168,7 +172,9 @@ class Daemon:
                 after_block=self._after_block,
             )
             self._set_state(State.WARMING, detail="loading and warming up the speech engine")
-            engine = await self.worker.start()
+            engine = await self.worker.start(self._stop, on_wait=self._publish_status)
+            if engine is None:  # stopped while waiting for the engine's server
+                return 0
             try:
                 self.language = engine.check_language(self.language)
             except ValueError as exc:
@@ -187,7 +193,7 @@ class Daemon:
             self._set_state(State.PAUSED if self.capture.paused else State.READY)
             worker_task = asyncio.create_task(self.worker.run(), name="worker")
             heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
-            failure = await self.capture.run(self._stop)
+            self.failure = failure = await self.capture.run(self._stop)
             if failure is not None:
                 log.error("%s", failure)
                 self._publish(ErrorBody(message=str(failure), fatal=True))
@@ -333,7 +339,7 @@ class Daemon:
         return StatusBody(
             state=self.state,
             heartbeat=heartbeat,
-            detail=detail,
+            detail=detail or self.worker.waiting,
             engine=self.engine_name,
             model=self.model,
             language=self.language,
@@ -348,6 +354,9 @@ class Daemon:
             speculative=self.worker.speculation.started,
             speculative_wasted=self.worker.speculation.wasted,
         )
+
+    def _publish_status(self) -> None:
+        self._publish(self.status_body())
 
     def _set_state(self, state: State, detail: str | None = None) -> None:
         self.state = state
@@ -419,12 +428,18 @@ class Daemon:
         body = transcript_body(result, self.engine_name, time.time())
         self._publish(body)
         u = result.job.utterance
-        log.info("utterance %s (%.1f s, %s): %s", body.id, u.duration_s, u.reason, body.text)
+        # the text only at DEBUG: a log (journald, ~/Library/Logs) is read more widely than the journal
+        log.info(
+            "utterance %s (%.1f s, %s): %d chars", body.id, u.duration_s, u.reason, len(body.text)
+        )
+        log.debug("utterance %s: %s", body.id, body.text)
 
     async def _publish_failure(self, job: Job, message: str) -> None:
         """An utterance that got no transcript: an error event naming it, and its audio kept."""
         self._errors += 1
-        audio_path = await asyncio.to_thread(_save_failed_audio, job)  # a file write: off the loop
+        assert self.journal is not None, "the journal is opened before anything is transcribed"
+        where = self.journal.audio_dir  # beside the journal, wherever it is configured
+        audio_path = await asyncio.to_thread(_save_failed_audio, job, where)  # fsync: off the loop
         self._publish(failure_body(job, message, audio_path))
 
     def _publish(self, body: Body) -> None:
@@ -432,14 +447,12 @@ class Daemon:
         self.publisher.publish(body)
 
 
-def _save_failed_audio(job: Job) -> str | None:
-    """Keep the audio of an utterance the engine failed on, so the user can retry it."""
-    import soundfile
-
-    path = paths.data_dir() / "failed" / f"{job.id}.wav"
+def _save_failed_audio(job: Job, directory: Path) -> str | None:
+    """Keep the audio of an utterance the engine failed on, so the user can retry it: private,
+    and on disk before the error event that names it is published."""
+    path = directory / f"{job.id}.wav"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(str(path), job.utterance.pcm, SAMPLE_RATE, subtype="PCM_16")
+        write_private_wav(path, job.utterance.pcm, SAMPLE_RATE)
     except (OSError, RuntimeError) as exc:  # soundfile reports unwritable paths as RuntimeError
         log.error("could not save failed utterance audio %s: %s", path, exc)
         return None

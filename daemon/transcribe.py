@@ -45,6 +45,13 @@ class FileUtterance:
         }
 
 
+def check_files(paths: Iterable[Path]) -> None:
+    """Open each file's header, so a missing, unreadable or hostile file is refused (one
+    AudioInputError naming it) before the model loads, not after the first file's work."""
+    for path in paths:
+        AudioFile(path).close()
+
+
 def transcribe_file(
     path: Path, engine: Engine, language: str, segmenter: SegmenterOptions
 ) -> Iterator[FileUtterance]:

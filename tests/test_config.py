@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 
-from dictated.config import check_endpoint, load_config
+from dictated.config import SECTIONS, Config, check_endpoint, load_config
 from dictated.errors import ConfigError
 
 
@@ -72,6 +74,9 @@ def test_default_config_file_location_is_read(isolated_env):
         ("[journal]\nrotate_mb = -1\n", "journal.rotate_mb"),
         ('[journal]\nrotate_days = "weekly"\n', "journal.rotate_days"),
         ("[journal]\nkeep = 2.5\n", "journal.keep"),
+        ("[transport]\nlinger_s = inf\n", "transport.linger_s"),  # never exited
+        ("[journal]\nrotate_days = nan\n", "journal.rotate_days"),  # NaN passes `< 0`
+        ("[engine.remote]\ntimeout_s = -inf\n", "engine.remote.timeout_s"),
     ],
 )
 def test_bad_config_exits_2_naming_the_key(tmp_path, isolated_env, toml, named):
@@ -147,3 +152,43 @@ def test_socket_directory_is_private(isolated_env, tmp_path):
     shared.mkdir(mode=0o755)
     shared.chmod(0o755)
     assert (ensure_private_dir(shared).stat().st_mode & 0o777) == 0o700
+
+
+def float_keys() -> list[tuple[str, str]]:
+    """Every float setting of the config file, as ("[table]", key), found from the dataclasses."""
+    found = []
+
+    def walk(options, table: str) -> None:
+        hints = typing.get_type_hints(type(options))
+        for f in dataclasses.fields(options):
+            value = getattr(options, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{table}.{f.name}")
+            elif float in (hints[f.name], *typing.get_args(hints[f.name])):
+                found.append((table, f.name))
+
+    for section, attrs in SECTIONS.items():
+        for attr in attrs:
+            walk(getattr(Config(), attr), section)
+    return found
+
+
+def test_every_float_setting_is_found():
+    keys = float_keys()
+    assert ("transport", "linger_s") in keys and ("segmenter", "max_utterance_s") in keys
+    assert ("engine.remote", "timeout_s") in keys and len(keys) >= 10
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "+inf"])
+def test_nan_and_infinity_are_refused_for_every_float_setting(tmp_path, isolated_env, value):
+    for table, key in float_keys():
+        path = write(tmp_path / "c.toml", f"[{table}]\n{key} = {value}\n")
+        with pytest.raises(ConfigError, match=rf"^{table}\.{key}: must be a finite number"):
+            load_config(path)
+
+
+@pytest.mark.parametrize("flag", ["--linger", "--eos-bias", "--remote-timeout"])
+def test_nan_and_infinity_on_the_command_line_exit_2(isolated_env, flag):
+    result = run_cli("run", flag, "inf", "--source", "file:/nonexistent.wav", env=isolated_env)
+    assert result.returncode == 2, result.stderr
+    assert "must be a finite number, got inf" in result.stderr

@@ -117,7 +117,7 @@ def test_unreadable_audio_file_is_a_clear_error(isolated_env, tmp_path):
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # not audio: a restart cannot fix it
     assert "cannot read audio file" in result.stderr and str(bad) in result.stderr
     assert "Traceback" not in result.stderr
 

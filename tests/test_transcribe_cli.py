@@ -52,7 +52,9 @@ def test_json_output_and_json_logs(isolated_env, tmp_path):
 
 def test_missing_file_and_unsupported_language(isolated_env, tmp_path):
     missing = run(str(tmp_path / "nope.wav"), "--engine", "whisper", env=isolated_env)
-    assert missing.returncode == 1 and "audio file not found" in missing.stderr
+    assert (
+        missing.returncode == 2 and "audio file not found" in missing.stderr
+    )  # no restart fixes it
     lang = run(str(DEMO_WAV), "--engine", "whisper", "--language", "ko", env=isolated_env)
     assert lang.returncode == 2 and "engine.language" in lang.stderr and "'ko'" in lang.stderr
 
@@ -70,3 +72,41 @@ def test_any_rate_and_channel_count_is_converted(isolated_env, tmp_path):
     for x, y in zip(a, b, strict=True):
         assert abs(x["start"] - y["start"]) < 0.1 and abs(x["end"] - y["end"]) < 0.1
     assert jiwer.wer(" ".join(x["text"] for x in a), " ".join(y["text"] for y in b)) < 0.1
+
+
+def test_a_reader_that_stops_early_ends_it_quietly(isolated_env, tmp_path):
+    """`dictated transcribe talk.wav --json | head -n 1`: head leaves after the first utterance;
+    the next line meets a closed pipe, which ends the run with 141 and no traceback."""
+    err = tmp_path / "stderr"
+    shell = (
+        f"{sys.executable} -m dictated transcribe {DEMO_WAV} --engine whisper --json 2>{err}"
+        " | head -n 1; echo ${PIPESTATUS[0]}"
+    )
+    result = subprocess.run(
+        ["bash", "-c", shell], capture_output=True, text=True, env=isolated_env, timeout=120
+    )
+    first, code = result.stdout.splitlines()
+    assert json.loads(first)["index"] == 0
+    assert code == "141", err.read_text()
+    assert "Traceback" not in err.read_text() and "BrokenPipe" not in err.read_text()
+
+
+def test_a_transcript_is_printed_escaped_and_captioned_plain(isolated_env, tmp_path):
+    """`transcribe` shows what a (remote) engine said; the terminal never acts on its controls."""
+    from tests.engines.remote.hostile_server import Answer, HostileServer
+
+    said = "one\x1b[2J two\nthree\u202efour"
+    srt = tmp_path / "t.srt"
+    with HostileServer(Answer.json(said)) as server:
+        engine = ("--engine", "remote", "--remote-url", server.url)
+        human = run(*engine, "--srt", str(srt), str(DEMO_WAV), env=isolated_env)
+        as_json = run(*engine, "--json", str(DEMO_WAV), env=isolated_env)
+    assert human.returncode == 0, human.stderr
+    assert "\x1b" not in human.stdout and "\u202e" not in human.stdout
+    assert "one\\x1b[2J two\\nthree\\u202efour" in human.stdout
+    assert "\x1b" not in srt.read_text() and "\u202e" not in srt.read_text()
+    assert "one[2J two three" in srt.read_text()
+    assert as_json.returncode == 0, as_json.stderr
+    lines = as_json.stdout.splitlines()
+    assert lines and all(json.loads(line)["text"] == said for line in lines)
+    assert "\u202e" not in as_json.stdout

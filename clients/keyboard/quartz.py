@@ -7,6 +7,7 @@ permission for the app running dictated-type.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 
@@ -29,7 +30,8 @@ class QuartzBackend:
             import Quartz
         except ImportError as exc:
             raise BackendUnavailable(
-                "pyobjc's Quartz is not installed (pip install 'dictated[macos]')"
+                "pyobjc's Quartz is not installed: "
+                f"{shlex.quote(sys.executable)} -m pip install 'pyobjc-framework-Quartz>=10'"
             ) from exc
         self._q = Quartz
 

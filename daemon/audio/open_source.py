@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import AudioError
+from ..errors import ConfigError
 from .source import AudioSource, FileSource, StdinSource
 
 
@@ -19,9 +19,12 @@ def open_source(
     device: str | int | None = None,
     idle_block_ms: int | None = None,
 ) -> AudioSource:
-    """`mic`, `file:PATH` or `-` -> an AudioSource. Raises AudioError for anything else."""
+    """`mic`, `file:PATH` or `-` -> an AudioSource; `realtime` paces a file or stdin.
+
+    Raises ConfigError for any other spec, AudioInputError for a file or stdin that is no audio.
+    """
     if spec == "-":
-        return StdinSource()
+        return StdinSource(realtime=realtime)
     if spec.startswith("file:"):
         return FileSource(Path(spec[len("file:") :]), realtime=realtime)
     if spec == "mic":
@@ -29,4 +32,6 @@ def open_source(
 
         # the daemon's microphone survives a lost device (doctor's one-shot probe does not)
         return MicSource(device=device, reconnect=True, idle_block_ms=idle_block_ms)
-    raise AudioError(f"source: unknown audio source {spec!r}; use mic, file:PATH or - (stdin)")
+    raise ConfigError(
+        f"audio.source: unknown audio source {spec!r}; use mic, file:PATH or - (stdin)"
+    )

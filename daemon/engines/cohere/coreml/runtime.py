@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dictated.errors import ConfigError, MissingDependencyError, ModelError
+from dictated.install_hint import pip_install_extra
 
 from ..runtime import CohereRuntime, DecoderSession, EncoderOutput
 from . import contract
@@ -60,7 +61,7 @@ class CoreMLToolsBackend:
             import coremltools as ct
         except ImportError as exc:
             raise MissingDependencyError(
-                "coremltools", "the cohere-coreml engine", "pip install 'dictated[coreml]'"
+                "coremltools", "the cohere-coreml engine", pip_install_extra("coreml")
             ) from exc
         compiled = path if path.suffix == ".mlmodelc" else self.cache.compiled(path)
         units = getattr(ct.ComputeUnit, compute_units.upper())

@@ -119,9 +119,10 @@ def _read_package(path: Path) -> ModelSignature:
         from coremltools.models.utils import load_spec
     except ImportError as exc:  # pragma: no cover - coremltools is an extra
         from dictated.errors import MissingDependencyError
+        from dictated.install_hint import pip_install_extra
 
         raise MissingDependencyError(
-            "coremltools", "reading CoreML packages", "pip install 'dictated[coreml]'"
+            "coremltools", "reading CoreML packages", pip_install_extra("coreml")
         ) from exc
     try:
         spec = load_spec(str(path))

@@ -1,6 +1,6 @@
 """Export Cohere Transcribe from its PyTorch checkpoint (transformers) to CoreML packages.
 
-Runs on any OS with coremltools (`pip install 'dictated[export]'`): length-bucketed encoders with
+Runs on any OS with coremltools (the `[export]` extra): length-bucketed encoders with
 working feature-length masking, a stateful decoder (State API) in the published contract, an
 optional cache-external decoder, fp16 or int8 weights, and a manifest. See `pipeline.export_model`.
 """

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dictated.audio.format import MAX_UTTERANCE_S
 from dictated.errors import ConfigError, MissingDependencyError, ModelError
+from dictated.install_hint import pip_install_extra
 
 from .. import contract
 from .. import models as coreml_models
@@ -108,7 +109,7 @@ def _require_export_deps() -> None:
     for module in ("torch", "transformers", "coremltools"):
         if importlib.util.find_spec(module) is None:
             raise MissingDependencyError(
-                module, "`dictated models export`", "pip install 'dictated[export]'"
+                module, "`dictated models export`", pip_install_extra("export")
             )
 
 
