@@ -22,7 +22,8 @@ from ..subscribe import Subscription, add_endpoint_options
 from .captioner import TOPICS, Captioner
 from .cues import CaptionOptions, Timeline
 from .terminal import TerminalView
-from .web import CaptionFeed, CaptionServer, is_loopback
+from .web import CaptionFeed, CaptionServer
+from .web_hosts import check_name, is_loopback
 from .writers import CaptionFileError, CaptionFileExists, CueFile
 
 log = logging.getLogger("dictated.captions")
@@ -57,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="let --web-host be a non-loopback address: anyone who can reach it reads the captions",
     )
     p.add_argument(
+        "--web-allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (repeatable; e.g. the name a proxy or "
+        "your network gives this machine); others are refused against DNS rebinding",
+    )
+    p.add_argument(
         "--since", type=int, metavar="SEQ", help="first caption what the journal holds after SEQ"
     )
     add_endpoint_options(p)
@@ -86,6 +95,11 @@ def _options(args: argparse.Namespace) -> CaptionOptions:
             f"--web-host {args.web_host} is reachable from other machines: add --allow-remote "
             "if everyone who can reach it may read the captions"
         )
+    for name in args.web_allow_host:
+        try:
+            check_name(name)
+        except ValueError as exc:
+            raise UsageError(f"--web-allow-host: {exc}") from None
     if args.srt and args.vtt and args.srt.resolve() == args.vtt.resolve():
         raise UsageError("--srt and --vtt name the same file")
     return CaptionOptions(line_chars=args.line_chars, max_lines=args.lines)
@@ -101,7 +115,9 @@ def _open_outputs(args: argparse.Namespace, captioner: Captioner) -> CaptionServ
     server = None
     if args.web is not None:
         captioner.feed = CaptionFeed()
-        server = CaptionServer(captioner.feed, args.web_host, args.web)
+        server = CaptionServer(
+            captioner.feed, args.web_host, args.web, allowed_hosts=args.web_allow_host
+        )
         server.start()
         print(f"dictated-captions: live captions at {server.url}", file=sys.stderr, flush=True)
     if not files and server is None:

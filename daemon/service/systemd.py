@@ -1,8 +1,9 @@
 """systemd user service: ~/.config/systemd/user/dictated.service, driven with `systemctl --user`.
 
 Restart=on-failure brings the daemon back after a crash (exit 1; a lost microphone no longer ends
-it: the daemon waits for the device itself) but not after a clean stop (exit 0), and never for a
-configuration error (exit 2), which a restart cannot fix. `systemctl --user reload dictated`
+it: the daemon waits for the device itself) but not after a clean stop (exit 0), and never after
+exit 2 (a bad config, a missing engine or model), which a restart cannot fix. The unit is
+sandboxed (dictated.service.sandbox says what stays open and why). `systemctl --user reload dictated`
 sends SIGHUP: the daemon reads its config file again.
 The log goes to the journal (the daemon logs to stderr; colour only on a terminal).
 """
@@ -13,6 +14,7 @@ import os
 import shlex
 from pathlib import Path
 
+from . import sandbox
 from .base import ServiceManager, ServiceStatus, write_atomically
 from .spec import ServiceSpec
 
@@ -21,7 +23,7 @@ RESTART_SEC = 5  # between a crash and the next start
 #: a daemon that dies this often this quickly stops being restarted (and says so in `status`)
 START_LIMIT_BURST = 5
 START_LIMIT_INTERVAL_S = 120
-CONFIG_ERROR_EXIT = 2  # the CLI's exit code for configuration errors: restarting will not help
+CONFIG_ERROR_EXIT = 2  # the CLI's exit code for what restarting will not fix (config, model)
 
 
 def _quote_arg(arg: str, command: bool = False) -> str:
@@ -33,6 +35,33 @@ def _quote_arg(arg: str, command: bool = False) -> str:
     if arg and not any(c in arg for c in " \t\n\"'\\;"):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _quote_path(path: str) -> str:
+    """A path in a space-separated list (ReadWritePaths=), taken literally: no specifiers."""
+    return _quote_arg(path, command=True)
+
+
+def _prepare_dirs(dirs: tuple[str, ...]) -> list[str]:
+    """Create the writable directories before each start, outside the sandbox ("+"), since
+    inside it a missing one could not be made (a socket directory in a /tmp emptied at boot).
+    Failure is ignored ("-"): the daemon then names the directory it cannot use."""
+    if not dirs:
+        return []
+    return ["ExecStartPre=-+mkdir -p " + " ".join(_quote_arg(d) for d in dirs)]
+
+
+def _sandbox(spec: ServiceSpec) -> list[str]:
+    """The hardening directives (dictated.service.sandbox says what is left open and why)."""
+    used = [*spec.writable_dirs, *spec.program, *spec.environment.values()]
+    return [
+        *sandbox.hardening(spec.user_namespaces),
+        *(f"ReadWritePaths=-{_quote_path(d)}" for d in spec.writable_dirs),
+        f"RuntimeDirectory={sandbox.RUNTIME_DIRECTORY}",
+        "RuntimeDirectoryMode=0700",
+        "RuntimeDirectoryPreserve=yes",  # sockets stay where clients look across restarts
+        f"PrivateTmp={'no' if sandbox.needs_shared_tmp(used) else 'yes'}",
+    ]
 
 
 def _quote_assignment(key: str, value: str) -> str:
@@ -63,11 +92,13 @@ class SystemdUserManager(ServiceManager):
             "",
             "[Service]",
             "Type=exec",
+            *_prepare_dirs(spec.writable_dirs),
             "ExecStart="
             + " ".join(_quote_arg(a, command=i == 0) for i, a in enumerate(spec.program)),
             "ExecReload=/bin/kill -HUP $MAINPID",  # SIGHUP: the daemon reloads its config
             f"Environment={environment}",
             "WorkingDirectory=~",
+            "UMask=0077",  # journal, saved audio and sockets are the user's alone
             "Restart=on-failure",
             f"RestartSec={RESTART_SEC}",
             f"RestartPreventExitStatus={CONFIG_ERROR_EXIT}",
@@ -76,6 +107,8 @@ class SystemdUserManager(ServiceManager):
             "KillMode=mixed",
             f"TimeoutStopSec={spec.stop_timeout_s}",
             "SyslogIdentifier=dictated",
+            f"MemoryMax={sandbox.MEMORY_MAX}",
+            *_sandbox(spec),
             "",
             "[Install]",
             "WantedBy=default.target",

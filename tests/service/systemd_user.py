@@ -7,15 +7,18 @@ services it starts inherit its environment (the test's isolated HOME/XDG dirs).
 systemd refuses to run a user instance on a machine not booted with systemd (it checks
 /run/systemd/system). Containers such as this project's CI are like that, so as root the manager
 is started in a private mount namespace (`unshare -m`) with a tmpfs over /run/systemd holding that
-marker: only the manager's own view of the filesystem changes, nothing on the machine.
+marker and the inaccessible nodes PID 1 would have made (a root manager's sandboxing mounts them
+over what it hides): only the manager's own view of the filesystem changes, nothing on the machine.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +27,13 @@ SYSTEMD = next(
     (p for p in ("/lib/systemd/systemd", "/usr/lib/systemd/systemd") if os.path.exists(p)), None
 )
 START_TIMEOUT_S = 20.0
+#: what PID 1 creates at boot and a root manager's sandboxing (ProtectKernelLogs=, ...) mounts
+#: over the paths it hides; the fake /run/systemd must hold them too
+INACCESSIBLE_NODES = (
+    "cd /run/systemd && mkdir -m 0755 inaccessible && cd inaccessible && mkdir -m 0 dir && "
+    ": > reg && chmod 0 reg && mknod -m 0 chr c 0 0 && mknod -m 0 blk b 0 0 && mkfifo -m 0 fifo "
+    f"&& {shlex.quote(sys.executable)} -c 'import os; os.mknod(\"sock\", 0o140000)' && cd /"
+)
 
 
 def unavailable_reason() -> str | None:
@@ -42,8 +52,9 @@ def unavailable_reason() -> str | None:
 class UserManager:
     """`with UserManager(env) as m:` runs systemd --user; m.env reaches it with systemctl --user."""
 
-    def __init__(self, env: dict[str, str]):
-        self.runtime_dir = Path(tempfile.mkdtemp(prefix="dt-sd-", dir="/tmp"))
+    def __init__(self, env: dict[str, str], runtime_parent: Path | str = "/tmp"):
+        # outside /tmp for a unit with PrivateTmp=yes: its RuntimeDirectory= must stay visible
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="dt-sd-", dir=runtime_parent))
         os.chmod(self.runtime_dir, 0o700)
         self.env = {**env, "XDG_RUNTIME_DIR": str(self.runtime_dir)}
         self.env.pop("DBUS_SESSION_BUS_ADDRESS", None)
@@ -60,7 +71,7 @@ class UserManager:
                 "sh",
                 "-c",
                 "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && "
-                f"exec {SYSTEMD} --user",
+                f"{INACCESSIBLE_NODES} && exec {SYSTEMD} --user",
             ]
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed in __exit__ via the process
         self.proc = subprocess.Popen(

@@ -5,6 +5,8 @@
   so the test also shows that a broken unit does produce one).
 - install/status/restart/re-install/uninstall run against a real `systemd --user` (tests/service/systemd_user.py)
   that starts the real daemon on a real PortAudio microphone (an ALSA pipe device, tests/alsa.py).
+  It runs in the unit's full sandbox, which the test checks from /proc (test_sandbox.py: the
+  rendered sandbox itself).
 - The launchd round trip needs macOS and runs in .github/workflows/macos.yml.
 """
 
@@ -35,28 +37,16 @@ from dictated.shutdown import (
 from tests import alsa
 from tests.conftest import DEMO_WAV, REPO
 from tests.service import systemd_user
+from tests.service.units import (
+    VENV_BIN,
+    assert_sandboxed,
+    dictated,
+    outside_tmp,
+    verify,
+)
 from tests.speech import SENTENCES, silence, synthesize
 
 DARWIN = sys.platform == "darwin"
-VENV_BIN = os.path.dirname(sys.executable)
-
-
-def dictated(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dictated", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
-
-
-@pytest.fixture
-def home_env(isolated_env, tmp_path) -> dict[str, str]:
-    home = tmp_path / "home"
-    home.mkdir()
-    return {**isolated_env, "HOME": str(home), "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
 
 
 def _tree(root: Path) -> set[str]:
@@ -98,6 +88,7 @@ def test_launchd_plist_has_the_keys(home_env, tmp_path):
     assert plist["KeepAlive"] == {"SuccessfulExit": False}  # restart after a crash, not a stop
     assert isinstance(plist["ThrottleInterval"], int) and plist["ThrottleInterval"] >= 5
     assert plist["ProcessType"] == "Interactive"
+    assert plist["Umask"] == 0o077  # an integer: launchd reads no octal string
     assert plist["ExitTimeOut"] == SERVICE_STOP_TIMEOUT_S
     logs = home / "Library" / "Logs" / "dictated"
     assert plist["StandardOutPath"] == str(logs / "dictated.out.log")
@@ -108,7 +99,7 @@ def test_launchd_plist_has_the_keys(home_env, tmp_path):
     assert environment["DICTATED_RUNTIME_DIR"] == home_env["DICTATED_RUNTIME_DIR"]
     # the template in launchd/ is a plist itself, and rendering keeps its fixed keys
     template = plistlib.loads((REPO / "launchd" / "org.dictated.daemon.plist").read_bytes())
-    for key in ("Label", "RunAtLoad", "KeepAlive", "ThrottleInterval", "ProcessType"):
+    for key in ("Label", "RunAtLoad", "KeepAlive", "ThrottleInterval", "ProcessType", "Umask"):
         assert plist[key] == template[key], key
     if DARWIN:  # Apple's own checker
         path = tmp_path / "rendered.plist"
@@ -117,27 +108,13 @@ def test_launchd_plist_has_the_keys(home_env, tmp_path):
         assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
-def _verify(unit_dir: Path, text: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    unit = unit_dir / "dictated.service"
-    unit.write_text(text)
-    runtime = unit_dir / "rt"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    return subprocess.run(
-        ["systemd-analyze", "verify", "--user", str(unit)],
-        env={**env, "XDG_RUNTIME_DIR": str(runtime)},  # --user needs one; no manager runs
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.skipif(
     shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (apt install systemd)"
 )
-def test_systemd_unit_passes_systemd_analyze_verify(home_env, tmp_path):
+def test_systemd_unit_passes_systemd_analyzeverify(home_env, tmp_path):
     proc = dictated(home_env, "service", "print", "--manager", "systemd")
     assert proc.returncode == 0, proc.stderr
-    check = _verify(tmp_path, proc.stdout, home_env)
+    check = verify(tmp_path, proc.stdout, home_env)
     assert check.returncode == 0 and check.stderr == "", check.stderr
 
     unit = configparser.ConfigParser(interpolation=None, strict=False)
@@ -156,7 +133,7 @@ def test_systemd_unit_passes_systemd_analyze_verify(home_env, tmp_path):
     broken = proc.stdout.replace("Restart=on-failure", "Restart=on-failur").replace(
         sys.executable, "/nonexistent/bin/python"
     )
-    check = _verify(tmp_path, broken, home_env)
+    check = verify(tmp_path, broken, home_env)
     assert "on-failur" in check.stderr and "/nonexistent/bin/python" in check.stderr
 
 
@@ -170,7 +147,7 @@ def test_systemd_unit_quotes_an_interpreter_path_with_spaces_percent_and_dollar(
     spec = service_spec(interpreter=str(odd / "python"))
     manager = SystemdUserManager()
     text = manager.render(spec)
-    check = _verify(tmp_path, text, home_env)  # it checks that ExecStart's binary exists
+    check = verify(tmp_path, text, home_env)  # it checks that ExecStart's binary exists
     assert check.returncode == 0 and check.stderr == "", check.stderr
     unit_path = Path(home_env["XDG_CONFIG_HOME"]) / "systemd" / "user" / "dictated.service"
     unit_path.parent.mkdir(parents=True)
@@ -282,12 +259,27 @@ def _daemon_status(env) -> dict | None:
     systemd_user.unavailable_reason() is not None, reason=str(systemd_user.unavailable_reason())
 )
 def test_systemd_service_install_status_reinstall_restart_and_stop_without_losing_speech(
-    home_env, tmp_path
+    home_env, tmp_path, monkeypatch
 ):
-    fifo = tmp_path / "mic.fifo"
+    # a home outside /tmp, as a real one is, so the unit gets its full sandbox (PrivateTmp=yes,
+    # ProtectHome=read-only) and the default socket directory, $XDG_RUNTIME_DIR/dictated
+    base = outside_tmp(tmp_path)
+    home_env = {
+        **home_env,
+        "HOME": str(base / "home"),
+        "XDG_CONFIG_HOME": str(base / "config"),
+        "XDG_DATA_HOME": str(base / "data"),
+        "XDG_CACHE_HOME": str(base / "cache"),
+    }
+    del home_env["DICTATED_RUNTIME_DIR"]
+    for key in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(key, home_env[key])  # for the in-process checks below
+    monkeypatch.delenv("DICTATED_RUNTIME_DIR")
+    (base / "home").mkdir()
+    fifo = base / "mic.fifo"
     os.mkfifo(fifo)
     asound = alsa.write_config(
-        tmp_path / "asound.conf", [alsa.fifo_capture("testmic", fifo)], default="testmic"
+        base / "asound.conf", [alsa.fifo_capture("testmic", fifo)], default="testmic"
     )
     config_dir = Path(home_env["XDG_CONFIG_HOME"]) / "dictated"
     config_dir.mkdir(parents=True)
@@ -301,7 +293,7 @@ def test_systemd_service_install_status_reinstall_restart_and_stop_without_losin
 
     mic = alsa.FifoMicrophone(fifo)
     try:
-        with systemd_user.UserManager(env) as manager:
+        with systemd_user.UserManager(env, runtime_parent=base) as manager:
             env = manager.env
             # install: written, enabled, started, and the daemon answers on its control socket
             proc = dictated(env, "service", "install")
@@ -335,6 +327,7 @@ def test_systemd_service_install_status_reinstall_restart_and_stop_without_losin
             assert checks["daemon"]["status"] == "ok"
             assert checks["daemon"]["details"]["pid"] == first_pid
             assert "service unit" not in checks  # the unit is what this environment renders
+            assert_sandboxed(first_pid, unit_path, journal, base)
 
             # it hears speech through the microphone and journals the transcript
             mic.say(np.concatenate([synthesize(SENTENCES[0]), silence(1.5)]))
@@ -345,7 +338,7 @@ def test_systemd_service_install_status_reinstall_restart_and_stop_without_losin
 
             # re-install from another config: the unit is replaced in place, the daemon restarted
             # (a path systemd would mangle unquoted: the daemon would not start with it)
-            other = tmp_path / "other 100% $HOME.toml"
+            other = base / "other 100% $HOME.toml"
             other.write_text(settings)
             proc = dictated(env, "service", "install", "--config", str(other))
             assert proc.returncode == 0 and "updated" in proc.stdout, proc.stdout + proc.stderr
