@@ -2,7 +2,8 @@
 
 Data flow (one process, one asyncio loop, one inference thread)::
 
-    audio source -> segmenter -> worker -> engine -> journal + publisher -> clients
+    channels (each: source -> clock -> segmenter -> speculator)
+        -> router -> worker -> engine -> annotators -> journal + publisher -> clients
 """
 
 __version__ = "0.1.0"

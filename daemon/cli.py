@@ -48,8 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon: capture, segment, transcribe, publish")
     run.add_argument(
         "--source",
-        dest="audio.source",
-        help="mic (default), file:PATH, or - for raw s16le 16 kHz mono stdin",
+        dest="audio.sources",
+        action="append",
+        metavar="[LABEL=]SPEC",
+        help="mic (default), system, file:PATH, or - for raw s16le 16 kHz mono stdin; "
+        "repeat for several channels, e.g. --source me=mic --source them=system",
     )
     run.add_argument(
         "--input-device",
@@ -333,11 +336,24 @@ def cmd_config(args: argparse.Namespace) -> int:
         print(f"\n[{section}]")
         for attr in attrs:
             tables += _print_table(getattr(config, attr), section)
+        if section == "speakers":  # a free table: label -> name, as given or defaulted
+            speakers = _speakers(config)
+            for label, name in speakers.items():
+                print(f"{label} = {json.dumps(name)}")
         while tables:  # nested tables after their parent's keys, as TOML requires
             name, value = tables.pop(0)
             print(f"\n[{name}]")
             tables += _print_table(value, name)
     return 0
+
+
+def _speakers(config: Any) -> dict[str, str]:
+    """Each channel's speaker name (configured or defaulted), and names of absent labels."""
+    from .channel_spec import speaker_of
+
+    specs = config.audio.channels()
+    named = {c.label: speaker_of(c, config.speakers, len(specs)) for c in specs}
+    return {**config.speakers, **{k: v for k, v in named.items() if v is not None}}
 
 
 def _print_table(options: Any, name: str) -> list[tuple[str, Any]]:

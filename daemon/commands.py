@@ -7,18 +7,44 @@ daemon's own methods. This module is the part in between that a user's request i
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from . import __version__
-from .protocol import MAX_HISTORY, TOPICS
+from .config import Config
+from .protocol import MAX_HISTORY, TOPICS, StatusBody
+from .sockets import Sockets
 from .transport.control import CommandError, Handler
+from .worker import Worker
 
-if TYPE_CHECKING:
-    from .server import Daemon
+
+class _Labelled(Protocol):
+    label: str
+
+
+class Controlled(Protocol):
+    """What the commands may ask of the daemon: a small interface, so this module needs
+    nothing of server.py (which imports it) and the daemon's other parts stay its own."""
+
+    config: Config
+    config_loaded_at: float
+    engine_name: str | None
+    language: str
+    state: str
+    worker: Worker
+    sockets: Sockets
+
+    @property
+    def channels(self) -> Sequence[_Labelled]: ...
+
+    def status_body(self, heartbeat: bool = False, detail: str | None = None) -> StatusBody: ...
+    async def pause(self, label: str | None = None) -> None: ...
+    async def resume(self, label: str | None = None) -> None: ...
+    def set_language(self, language: str) -> None: ...
 
 
 class Commands:
-    def __init__(self, daemon: Daemon):
+    def __init__(self, daemon: Controlled):
         self._daemon = daemon
 
     def handlers(self) -> dict[str, Handler]:
@@ -31,7 +57,8 @@ class Commands:
         }
 
     async def status(self, request: dict[str, Any]) -> dict[str, Any]:
-        d = self._daemon
+        d, sockets = self._daemon, self._daemon.sockets
+        assert sockets.publisher is not None and sockets.journal is not None, "sockets first"
         status = d.status_body().fields()
         del status["heartbeat"]
         return {
@@ -41,23 +68,34 @@ class Commands:
             "version": __version__,
             "pid": os.getpid(),
             "pending": d.worker.pending(),
-            "seq": d.publisher.sent_seq,
-            "endpoints": {"events": d.publisher.endpoints, "control": d.control_endpoint},
-            "journal": str(d.journal.path),
+            "seq": sockets.publisher.sent_seq,
+            "endpoints": {
+                "events": sockets.publisher.endpoints,
+                "control": sockets.control_endpoint,
+            },
+            "journal": str(sockets.journal.path),
             "config_file": str(d.config.source_file) if d.config.source_file else None,
             "config_loaded_at": round(d.config_loaded_at, 3),
             **(d.worker.engine.status_info() if d.worker.engine else {}),  # e.g. remote servers
         }
 
     async def pause(self, request: dict[str, Any]) -> dict[str, Any]:
-        if self._daemon.capture is None:
+        if not self._daemon.channels:
             raise CommandError("the daemon is still starting; try again in a moment")
-        await self._daemon.pause()
+        await self._daemon.pause(self._channel(request))
         return {"state": self._daemon.state}
 
     async def resume(self, request: dict[str, Any]) -> dict[str, Any]:
-        await self._daemon.resume()
+        await self._daemon.resume(self._channel(request))
         return {"state": self._daemon.state}
+
+    def _channel(self, request: dict[str, Any]) -> str | None:
+        """The optional `channel` of pause/resume: one channel's label, or all of them."""
+        label = request.get("channel")
+        labels = [c.label for c in self._daemon.channels]
+        if label is not None and label not in labels:
+            raise CommandError(f"'channel' must be one of {', '.join(labels)}, got {label!r}")
+        return label
 
     async def language(self, request: dict[str, Any]) -> dict[str, Any]:
         d = self._daemon
@@ -90,7 +128,8 @@ class Commands:
             raise CommandError(
                 f"'topics' must be a list of topics ({', '.join(TOPICS)}), e.g. [\"transcript\"]"
             )
-        events, more, last_seq = await d.publisher.history(since, limit, topics)
+        assert d.sockets.publisher is not None, "sockets first"
+        events, more, last_seq = await d.sockets.publisher.history(since, limit, topics)
         return {
             "events": [{"topic": e.topic, "event": e.body} for e in events],
             "more": more,  # ask again from the last event's seq

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from . import paths
 from .audio.mic_stream import BLOCK_MS, IDLE_BLOCK_MS
+from .channel_spec import ChannelSpec, check_speakers, check_spec, parse_channels
 from .engines.base import EngineOptions
 from .engines.registry import ENGINE_NAMES
 from .errors import ConfigError
@@ -30,7 +31,9 @@ from .speculation import SpeculationOptions
 
 @dataclass(frozen=True)
 class AudioOptions:
-    source: str = "mic"  # mic | file:PATH | - (raw s16le 16 kHz mono on stdin)
+    source: str = "mic"  # mic | system | file:PATH | - (raw s16le 16 kHz mono on stdin)
+    #: several sources at once, each a channel: "LABEL=SPEC" or "SPEC" (replaces `source`)
+    sources: tuple[str, ...] = ()
     device: str | int | None = None  # microphone name (substring) or index; None = system default
     realtime: bool = False  # pace file and stdin sources like a microphone
     #: while nobody speaks, microphone audio reaches the daemon this much at a time: fewer
@@ -38,12 +41,18 @@ class AudioOptions:
     idle_block_ms: int = IDLE_BLOCK_MS
 
     def __post_init__(self) -> None:
-        if not (self.source in ("mic", "-") or self.source.startswith("file:")):
-            raise ConfigError(f"audio.source: {self.source!r} is not mic, file:PATH or -")
+        check_spec(self.source, "audio.source")
+        self.channels()  # labels checked now, not when the daemon starts
         if not BLOCK_MS <= self.idle_block_ms <= 2000:
             raise ConfigError(
                 f"audio.idle_block_ms: must be between {BLOCK_MS} and 2000, got {self.idle_block_ms}"
             )
+
+    def channels(self) -> tuple[ChannelSpec, ...]:
+        """The channels to open: `sources` if given, else the one `source`."""
+        if self.sources:
+            return parse_channels(self.sources, "audio.sources")
+        return parse_channels((self.source,), "audio.source")
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,17 @@ class LogOptions:
 
 
 @dataclass(frozen=True)
+class EchoChoice:
+    """`[echo]`: whose microphone hears whose speakers (daemon/echo.py). By default a `mic`
+    channel is near and a `system` channel far; name channel labels to suppress between other
+    sources (a two-track recording: near = ["me"], far = ["them"]), or turn it off."""
+
+    suppress: bool = True
+    near: tuple[str, ...] = ()  # channel labels whose microphone may hear the speakers
+    far: tuple[str, ...] = ()  # channel labels of what the speakers play
+
+
+@dataclass(frozen=True)
 class Config:
     audio: AudioOptions = field(default_factory=AudioOptions)
     engine: EngineChoice = field(default_factory=EngineChoice)
@@ -122,6 +142,8 @@ class Config:
     transport: TransportOptions = field(default_factory=TransportOptions)
     journal: JournalOptions = field(default_factory=JournalOptions)
     log: LogOptions = field(default_factory=LogOptions)
+    speakers: dict[str, str] = field(default_factory=dict)  # [speakers]: channel label -> name
+    echo: EchoChoice = field(default_factory=EchoChoice)
     source_file: Path | None = None  # the TOML file this came from, for messages
 
 
@@ -134,6 +156,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "transport": ("transport",),
     "journal": ("journal",),
     "log": ("log",),
+    "speakers": (),  # a free table: channel label -> name (channel_spec.py)
+    "echo": ("echo",),
 }
 
 
@@ -243,6 +267,9 @@ def _apply(config: Config, section: str, values: dict[str, Any], origin: str) ->
         )
     if not isinstance(values, dict):
         raise ConfigError(f"{section}: expected a table in {origin}, got {type(values).__name__}")
+    if section == "speakers":
+        check_speakers(values)
+        return dataclasses.replace(config, speakers={**config.speakers, **values})
     remaining = dict(values)
     for attr in SECTIONS[section]:
         current = getattr(config, attr)

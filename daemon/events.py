@@ -1,8 +1,9 @@
 """What the segmenter reports: speech start, pauses inside speech, and finished utterances.
 
-These are events rather than only finished utterances so later work (speculative decoding during
-short pauses, partial hypotheses) can hook into them without changing the segmenter.
-Sample positions are offsets in the 16 kHz stream since the source started.
+Events rather than only finished utterances, so speculative decoding (speculation.py: a decode at
+a short pause, partial results) hooks into them without changing the segmenter. Each channel has
+its own segmenter; sample positions are offsets in that channel's 16 kHz stream since its source
+started.
 """
 
 from __future__ import annotations

@@ -104,6 +104,8 @@ class TranscriptBody(Body):
     reason: str  # silence | max_length | end_of_input
     tokens: list[int] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    channel: str | None = None  # the label of the audio source it was heard on
+    speaker: str | None = None  # who spoke, where known (the annotators set it)
 
 
 VAD_EVENTS = ("speech_start", "pause", "speech_end")
@@ -119,6 +121,8 @@ class VadBody(Body):
     id: str  # the utterance's id, the same its partials and transcript (or error) carry
     time: float  # epoch seconds (speech_start: the onset, no pre-roll)
     stream_time: float  # seconds from the source's first sample
+    channel: str | None = None
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,8 @@ class PartialBody(Body):
     language: str
     stream_start: float  # the audio covered, seconds from the source's first sample
     stream_end: float
+    channel: str | None = None
+    speaker: str | None = None
 
 
 class State(StrEnum):
@@ -172,6 +178,8 @@ class StatusBody(Body):
     overflows: int | None = None
     speculative: int | None = None
     speculative_wasted: int | None = None
+    #: each audio source: {"label", "source", "device_state", "utterances", "errors", ...}
+    channels: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,8 @@ class ErrorBody(Body):
     stream_end: float | None = None
     audio_s: float | None = None
     audio_path: str | None = None
+    channel: str | None = None
+    speaker: str | None = None
 
 
 BODIES: dict[str, type[Body]] = {

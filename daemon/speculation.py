@@ -19,7 +19,6 @@ The policy, apart from the mechanics (the worker's speculative lane, the segment
 from __future__ import annotations
 
 import logging
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from .engines.base import CHEAP_COST, Engine
 from .errors import ConfigError
 from .events import OpenAudio
 from .protocol import PartialBody
+from .sentence_end import ends_sentence
 from .worker import Speculation, SpeculativeResult, Worker
 
 log = logging.getLogger(__name__)
@@ -71,301 +71,6 @@ def _check_ms(name: str, value: object, lo: int, hi: int) -> None:
         raise ConfigError(f"speculation.{name} must be between {lo} and {hi} ms, got {value}")
 
 
-# -- does this text end a sentence? ---------------------------------------------------------------
-
-_SENTENCE_ENDS = frozenset(".!?。！？؟\u037e")  # \u037e: the Greek question mark
-_MORE_ENDS = {"el": frozenset(";")}  # Greek writes its question mark as a semicolon too
-_ELLIPSES = ("...", "…", "。。。")
-_CLOSERS = "\"'”’»)]}」』）›"
-# Words a sentence does not end on (conjunctions, articles, prepositions, auxiliaries): a text
-# ending "... and." is a recogniser putting a period where the audio stopped, not the speaker.
-_GOES_ON: dict[str, frozenset[str]] = {
-    "en": frozenset(
-        [
-            "and",
-            "or",
-            "but",
-            "so",
-            "because",
-            "that",
-            "which",
-            "who",
-            "whom",
-            "whose",
-            "the",
-            "a",
-            "an",
-            "to",
-            "of",
-            "with",
-            "for",
-            "in",
-            "on",
-            "at",
-            "from",
-            "by",
-            "about",
-            "into",
-            "than",
-            "then",
-            "if",
-            "when",
-            "while",
-            "as",
-            "like",
-            "my",
-            "your",
-            "our",
-            "their",
-            "his",
-            "her",
-            "its",
-            "is",
-            "are",
-            "was",
-            "were",
-            "be",
-            "been",
-            "am",
-            "will",
-            "would",
-            "could",
-            "should",
-            "can",
-            "may",
-            "might",
-            "must",
-            "shall",
-            "not",
-            "um",
-            "uh",
-            "er",
-            "mr",
-            "mrs",
-            "ms",
-            "dr",
-            "prof",
-            "st",
-            "vs",
-        ]
-    ),
-    "de": frozenset(
-        [
-            "und",
-            "oder",
-            "aber",
-            "denn",
-            "weil",
-            "dass",
-            "ob",
-            "wenn",
-            "als",
-            "der",
-            "die",
-            "das",
-            "den",
-            "dem",
-            "des",
-            "ein",
-            "eine",
-            "einen",
-            "einem",
-            "einer",
-            "zu",
-            "mit",
-            "von",
-            "für",
-            "auf",
-            "in",
-            "an",
-            "bei",
-            "nach",
-            "aus",
-            "ist",
-            "sind",
-            "war",
-        ]
-    ),
-    "fr": frozenset(
-        [
-            "et",
-            "ou",
-            "mais",
-            "donc",
-            "car",
-            "parce",
-            "que",
-            "qui",
-            "dont",
-            "le",
-            "la",
-            "les",
-            "un",
-            "une",
-            "des",
-            "de",
-            "du",
-            "à",
-            "au",
-            "aux",
-            "avec",
-            "pour",
-            "dans",
-            "sur",
-            "par",
-            "en",
-            "est",
-            "sont",
-        ]
-    ),
-    "es": frozenset(
-        [
-            "y",
-            "o",
-            "pero",
-            "porque",
-            "que",
-            "quien",
-            "el",
-            "la",
-            "los",
-            "las",
-            "un",
-            "una",
-            "unos",
-            "unas",
-            "de",
-            "del",
-            "a",
-            "al",
-            "con",
-            "para",
-            "por",
-            "en",
-            "sobre",
-            "es",
-            "son",
-        ]
-    ),
-    "it": frozenset(
-        [
-            "e",
-            "o",
-            "ma",
-            "perché",
-            "che",
-            "chi",
-            "il",
-            "lo",
-            "la",
-            "i",
-            "gli",
-            "le",
-            "un",
-            "una",
-            "di",
-            "del",
-            "della",
-            "a",
-            "al",
-            "con",
-            "per",
-            "in",
-            "su",
-            "da",
-            "è",
-            "sono",
-        ]
-    ),
-    "pt": frozenset(
-        [
-            "e",
-            "ou",
-            "mas",
-            "porque",
-            "que",
-            "quem",
-            "o",
-            "a",
-            "os",
-            "as",
-            "um",
-            "uma",
-            "de",
-            "do",
-            "da",
-            "em",
-            "no",
-            "na",
-            "com",
-            "para",
-            "por",
-            "é",
-            "são",
-        ]
-    ),
-    "nl": frozenset(
-        [
-            "en",
-            "of",
-            "maar",
-            "want",
-            "omdat",
-            "dat",
-            "die",
-            "de",
-            "het",
-            "een",
-            "van",
-            "met",
-            "voor",
-            "in",
-            "op",
-            "aan",
-            "is",
-            "zijn",
-        ]
-    ),
-    "pl": frozenset(
-        [
-            "i",
-            "lub",
-            "albo",
-            "ale",
-            "bo",
-            "że",
-            "który",
-            "która",
-            "które",
-            "w",
-            "z",
-            "na",
-            "do",
-            "od",
-            "dla",
-            "jest",
-            "są",
-        ]
-    ),
-}
-
-
-def ends_sentence(text: str, language: str) -> bool:
-    """True if `text` ends a sentence: final punctuation, not an ellipsis, not after a word that
-    leaves the sentence open. Languages without a word list go by punctuation alone."""
-    lang = language.split("-")[0].lower()
-    t = text.rstrip().rstrip(_CLOSERS).rstrip()
-    if not t or t.endswith(_ELLIPSES):
-        return False
-    if t[-1] not in _SENTENCE_ENDS and t[-1] not in _MORE_ENDS.get(lang, ()):
-        return False
-    words = t[:-1].split()
-    if not words:
-        return False
-    last = "".join(c for c in words[-1] if not unicodedata.category(c).startswith("P")).lower()
-    return last not in _GOES_ON.get(lang, frozenset())
-
-
 # -- the policy -----------------------------------------------------------------------------------
 
 
@@ -396,7 +101,10 @@ class Speculator:
         end_early: Callable[[int, int, int], None],
         publish: Callable[[PartialBody], None],
         language: Callable[[], str],
+        channel: str = "",
     ):
+        """`channel` labels its requests: the worker keeps one pending request per channel."""
+        self._channel = channel
         self._worker = worker
         self._open_audio = open_audio
         self._end_early = end_early
@@ -485,6 +193,7 @@ class Speculator:
                 language=result.transcript.language,
                 stream_start=round(spec.start_sample / SAMPLE_RATE, 3),
                 stream_end=round(spec.end_sample / SAMPLE_RATE, 3),
+                channel=self._channel or None,
             )
         )
         self.partials += 1
@@ -521,5 +230,6 @@ class Speculator:
                 speech_end_sample=audio.speech_end_sample,
                 language=self._language(),
                 reason=reason,  # type: ignore[arg-type]
+                channel=self._channel,
             )
         )

@@ -18,7 +18,7 @@ _SHOWN = {
     "state", "version", "pid", "uptime_s", "engine", "model", "language", "source", "device",
     "device_state", "utterances", "errors", "overflows", "pending", "lag_s", "speculative",
     "speculative_wasted", "seq", "endpoints", "journal", "heartbeat", "detail", "config_file",
-    "config_loaded_at",
+    "config_loaded_at", "channels",
 }  # fmt: skip
 
 
@@ -63,7 +63,10 @@ def format_status(reply: Mapping[str, Any]) -> str:
         f"device {get('device')}" if get("device") else None,
         f"device {get('device_state')}" if get("device_state") else None,
     )
-    if source:
+    channels = get("channels")
+    if isinstance(channels, list) and len(channels) > 1:  # one line each; one is the audio line
+        rows += [_channel_row(c) for c in channels if isinstance(c, Mapping)]
+    elif source:
         rows.append(("audio", source))
     counts = _join(
         _count(get("utterances"), "utterance"),
@@ -108,6 +111,26 @@ def format_status(reply: Mapping[str, Any]) -> str:
         f"  {escape_controls(label):<{width}}  {escape_controls(value)}" for label, value in rows
     ]
     return "\n".join(lines)
+
+
+def _channel_row(channel: Mapping[str, Any]) -> tuple[str, str]:
+    """One channel: `channel me  Alice: mic (device lost), 3 utterances, 1 error, paused`."""
+    get = channel.get
+    where = _join(
+        get("source"),
+        f"device {get('device')}" if get("device") else None,
+        f"device {get('device_state')}" if get("device_state") else None,
+    )
+    return (
+        f"channel {get('label', '?')}",
+        _join(
+            f"{get('speaker')}: {where}" if get("speaker") else where,
+            _count(get("utterances"), "utterance"),
+            _count(get("errors"), "error"),
+            _count(get("overflows"), "overflow"),
+            "paused" if get("paused") else None,
+        ),
+    )
 
 
 def _number(value: Any) -> bool:

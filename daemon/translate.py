@@ -21,7 +21,7 @@ def stream_s(sample: int) -> float:
     return round(sample / SAMPLE_RATE, 3)
 
 
-def vad_body(heard: Heard, clock: StreamClock) -> VadBody:
+def vad_body(heard: Heard, clock: StreamClock, channel: str | None = None) -> VadBody:
     """The `vad` event of a speech start (at the onset, no pre-roll) or pause."""
     event = heard.event
     if isinstance(event, SpeechStarted):
@@ -30,11 +30,16 @@ def vad_body(heard: Heard, clock: StreamClock) -> VadBody:
         kind, sample = "pause", event.sample
     else:
         raise TypeError(f"no vad event for {event!r}; an ended utterance becomes a job")
-    return VadBody(kind, heard.id, clock.wall(sample), stream_s(sample))
+    return VadBody(kind, heard.id, clock.wall(sample), stream_s(sample), channel=channel)
 
 
 def make_job(
-    utterance: Utterance, utterance_id: str, language: str, clock: StreamClock, now: float
+    utterance: Utterance,
+    utterance_id: str,
+    language: str,
+    clock: StreamClock,
+    now: float,
+    channel: str = "",
 ) -> Job:
     """The job of an utterance the segmenter closed at `now` (capture times clamped to it)."""
     return Job(
@@ -46,12 +51,19 @@ def make_job(
         speech_end_wall=min(clock.wall(utterance.speech_end_sample), now),
         closed_wall=now,
         queued_wall=now,
+        channel=channel,
     )
 
 
 def speech_end_body(job: Job) -> VadBody:
     u = job.utterance
-    return VadBody("speech_end", job.id, job.speech_end_wall, stream_s(u.speech_end_sample))
+    return VadBody(
+        "speech_end",
+        job.id,
+        job.speech_end_wall,
+        stream_s(u.speech_end_sample),
+        channel=job.channel or None,
+    )
 
 
 def streamed_partial_body(job: Job, text: str) -> PartialBody:
@@ -63,6 +75,7 @@ def streamed_partial_body(job: Job, text: str) -> PartialBody:
         language=job.language,
         stream_start=stream_s(u.onset_sample),
         stream_end=stream_s(u.speech_end_sample),
+        channel=job.channel or None,
     )
 
 
@@ -113,4 +126,5 @@ def _place(job: Job) -> dict[str, Any]:
         "stream_start": stream_s(u.onset_sample),
         "stream_end": stream_s(u.speech_end_sample),
         "audio_s": round(u.duration_s, 3),
+        "channel": job.channel or None,
     }

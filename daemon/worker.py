@@ -8,7 +8,9 @@ Beside the FIFO of finished utterances runs a speculative lane: decodes of the u
 being spoken (at a pause, or for a partial result). Its rules:
 
 - at most one speculative decode in flight, and only while no final is queued or running (a
-  final always goes first); a newer request replaces one not yet started;
+  final always goes first); a newer request replaces one of its channel not yet started (each
+  channel keeps one pending request, started oldest first, so channels do not displace each
+  other);
 - a final whose utterance has no speech the speculative decode did not hear (same first sample,
   speech ended inside the audio it covered: the extents decide, not timing) takes that result
   as its own, without a second decode, waiting for it if it is still running;
@@ -68,6 +70,7 @@ class Job:
     speech_end_wall: float  # capture time of the end of speech
     closed_wall: float  # when the segmenter decided the utterance was over (after the hangover)
     queued_wall: float  # when the worker accepted it
+    channel: str = ""  # the label of the channel it was heard on
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class Speculation:
     speech_end_sample: int  # stream offset just after the last voiced frame in pcm
     language: str
     reason: Literal["pause", "partial"]
+    channel: str = ""  # each channel has its own pending request: two never displace each other
 
     @property
     def end_sample(self) -> int:
@@ -173,7 +177,8 @@ class Worker:
         self.engine: Engine | None = None
         self.completed = 0
         self.speculation = SpeculationStats()
-        self._pending: Speculation | None = None  # the next speculative decode to start
+        #: the next speculative decode to start, per channel (insertion order: oldest first)
+        self._pending: dict[str, Speculation] = {}
         self._running: _Run | None = None
         self._candidate: _Candidate | None = None
         self._ended: deque[str] = deque(maxlen=_ENDED_MEMORY)
@@ -239,8 +244,9 @@ class Worker:
     async def submit(self, job: Job) -> None:
         """Queue a job, waiting for room if the engine is behind (never drops)."""
         self._ended.append(job.id)  # from now on its speculative results are no partials
-        if self._pending is not None and self._pending.id == job.id:
-            self._pending = None
+        pending = self._pending.get(job.channel)
+        if pending is not None and pending.id == job.id:
+            del self._pending[job.channel]
         run = self._running
         if run is not None and not run.speculation.covers(job.utterance, job.language):
             run.cancel.set()  # it cannot become this final: free the engine for it
@@ -254,36 +260,39 @@ class Worker:
     async def close_queue(self) -> None:
         """No more jobs: `run` returns once everything queued is done."""
         self._closed = True
-        self._pending = None
+        self._pending.clear()
         await self._queue.put(None)
 
     # -- the speculative lane -------------------------------------------------------------------
 
     def speculate(self, speculation: Speculation) -> None:
-        """Ask for a speculative decode of an open utterance; it replaces one not yet started."""
+        """Ask for a speculative decode of an open utterance; it replaces one of its channel not
+        yet started (and queues behind other channels' requests)."""
         if self._closed or speculation.id in self._ended:
             return
-        self._pending = speculation
+        self._pending.pop(speculation.channel, None)
+        self._pending[speculation.channel] = speculation
         self._kick()
 
     def cancel_speculation(self, utterance_id: str) -> None:
         """Speech resumed: what was decoded so far cannot be this utterance's final."""
-        if self._pending is not None and self._pending.id == utterance_id:
-            self._pending = None
+        for channel, pending in list(self._pending.items()):
+            if pending.id == utterance_id:
+                del self._pending[channel]
         if self._running is not None and self._running.speculation.id == utterance_id:
             self._running.cancel.set()
 
     def _kick(self) -> None:
         """Start the pending speculative decode if the engine has nothing better to do."""
         if (
-            self._pending is None
+            not self._pending
             or self._running is not None
             or self._final_busy
             or not self._queue.empty()
             or self.engine is None
         ):
             return
-        speculation, self._pending = self._pending, None
+        speculation = self._pending.pop(next(iter(self._pending)))
         cancel = threading.Event()
         task = asyncio.get_running_loop().create_task(
             self._speculate(speculation, cancel), name=f"speculate-{speculation.id}"

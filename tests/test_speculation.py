@@ -75,7 +75,7 @@ class Lane:
 
     async def idle(self) -> None:
         """Until no speculative decode is running or waiting."""
-        while self.worker._running is not None or self.worker._pending is not None:
+        while self.worker._running is not None or self.worker._pending:
             await asyncio.sleep(0.005)
 
 

@@ -1,49 +1,22 @@
-"""The check results, the context they share, and the order they run in."""
+"""The order the checks run in, and the config check that gives them their context.
+
+The result and context types live in result.py, which the check modules import: this module
+imports them, so they must not import it back.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from ..config import Config, load_config
 from ..errors import DictatedError
+from .result import FAIL, OK, SKIP, WARN, CheckResult, DoctorContext
+
+__all__ = ["FAIL", "OK", "SKIP", "WARN", "CheckResult", "DoctorContext", "broken", "run_checks"]
 
 log = logging.getLogger(__name__)
-
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of the report. `fix` says what to do; only FAIL makes the doctor exit non-zero."""
-
-    name: str
-    status: str  # ok | warn | fail | skip
-    summary: str
-    fix: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "summary": self.summary,
-            "fix": self.fix,
-            "details": dict(self.details),
-        }
-
-
-@dataclass(frozen=True)
-class DoctorContext:
-    """What the checks look at: the effective config and, once probed, the running daemon."""
-
-    config: Config
-    config_path: Path | None = None  # --config, if given
-    daemon: Mapping[str, Any] | None = None  # the running daemon's status reply
-    mic_seconds: float = 0.5  # how much audio the microphone check records
 
 
 def load_context(config_path: Path | None, mic_seconds: float) -> tuple[DoctorContext, CheckResult]:
@@ -66,12 +39,10 @@ def load_context(config_path: Path | None, mic_seconds: float) -> tuple[DoctorCo
     return DoctorContext(config, config_path, mic_seconds=mic_seconds), result
 
 
-Check = Callable[[DoctorContext], Iterable[CheckResult]]
-
-
 def run_checks(config_path: Path | None = None, mic_seconds: float = 0.5) -> list[CheckResult]:
     """Every check, in the order a user would fix things: config, audio, engine, sockets, daemon, service."""
     from . import audio, engine, runtime, service
+    from .result import Check
 
     context, config_result = load_context(config_path, mic_seconds)
     context = runtime.with_daemon(context)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from ..engines.registry import engine_class, resolve_engine_name
 from ..errors import DictatedError
-from .checks import FAIL, OK, WARN, CheckResult, DoctorContext
+from .result import FAIL, OK, WARN, CheckResult, DoctorContext
 
 
 def check_engine(context: DoctorContext) -> Iterator[CheckResult]:

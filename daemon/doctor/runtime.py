@@ -18,7 +18,7 @@ from typing import Any
 from .. import paths, socket_dir
 from ..errors import ConfigError
 from ..protocol import CONTROL_SOCKET, EVENTS_SOCKET
-from .checks import FAIL, OK, WARN, CheckResult, DoctorContext
+from .result import FAIL, OK, WARN, CheckResult, DoctorContext
 
 PROBE_TIMEOUT_S = 1.5
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 
 from ..errors import DictatedError
-from .checks import FAIL, OK, SKIP, WARN, CheckResult, DoctorContext
+from .result import FAIL, OK, SKIP, WARN, CheckResult, DoctorContext
 
 #: how the managers describe a last exit that was not a failure
 CLEAN_EXITS = (None, "exit code 0", "0", "(never exited)")
