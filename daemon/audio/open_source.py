@@ -6,6 +6,7 @@ only when asked for, and `mic.py` can import the interface from `source.py` with
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -19,7 +20,7 @@ def open_source(
     device: str | int | None = None,
     idle_block_ms: int | None = None,
 ) -> AudioSource:
-    """`mic`, `file:PATH` or `-` -> an AudioSource; `realtime` paces a file or stdin.
+    """`mic`, `system`, `file:PATH` or `-` -> an AudioSource; `realtime` paces a file or stdin.
 
     Raises ConfigError for any other spec, AudioInputError for a file or stdin that is no audio.
     """
@@ -32,6 +33,20 @@ def open_source(
 
         # the daemon's microphone survives a lost device (doctor's one-shot probe does not)
         return MicSource(device=device, reconnect=True, idle_block_ms=idle_block_ms)
+    if spec == "system":  # what the computer plays (the default output), not the microphone
+        return open_system_source()
     raise ConfigError(
-        f"audio.source: unknown audio source {spec!r}; use mic, file:PATH or - (stdin)"
+        f"audio.source: unknown audio source {spec!r}; use mic, system, file:PATH or - (stdin)"
     )
+
+
+def open_system_source() -> AudioSource:
+    """The platform's capture of what it plays: ScreenCaptureKit on macOS, else the default
+    output's monitor through PulseAudio or PipeWire's pulse server."""
+    if sys.platform == "darwin":
+        from .system_macos import MacSystemSource
+
+        return MacSystemSource()
+    from .system import SystemSource  # pulsectl loads libpulse: import only when used
+
+    return SystemSource()

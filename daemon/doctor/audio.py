@@ -18,7 +18,7 @@ import numpy as np
 
 from ..audio.format import SAMPLE_RATE
 from ..errors import AudioError, MissingDependencyError
-from .checks import FAIL, OK, SKIP, WARN, CheckResult, DoctorContext
+from .result import FAIL, OK, SKIP, WARN, CheckResult, DoctorContext
 
 PROBE_STALL_S = 2.0  # a device that delivers nothing for this long (after its start-up grace) fails
 PROBE_CLOSE_S = 1.0
@@ -26,9 +26,14 @@ FULL_SCALE = 32768.0
 
 
 def check_audio(context: DoctorContext) -> Iterator[CheckResult]:
-    source = context.config.audio.source
-    if source != "mic":
-        yield CheckResult("microphone", SKIP, f"audio.source is {source!r}: no microphone is used")
+    audio = context.config.audio
+    chosen = audio.sources or (audio.source,)  # "LABEL=SPEC" or "SPEC" each
+    specs = {spec.split("=", 1)[1] if "=" in spec.split(":", 1)[0] else spec for spec in chosen}
+    if "system" in specs:
+        yield check_system_audio()
+    if "mic" not in specs:
+        sources = ", ".join(map(repr, chosen))
+        yield CheckResult("microphone", SKIP, f"audio source {sources}: no microphone is used")
         return
     from ..audio.devices import import_sounddevice, list_input_devices, resolve_device
 
@@ -155,4 +160,57 @@ def _permission_hint() -> str:
     return (
         "\nTo ask again: `tccutil reset Microphone`, then run `dictated doctor` from Terminal "
         f"(grants Terminal) or restart the service (asks for {sys.executable})."
+    )
+
+
+def check_system_audio() -> CheckResult:
+    """`system` source: Linux needs a reachable PulseAudio/PipeWire server with an output;
+    macOS needs the Screen & System Audio Recording permission (ScreenCaptureKit)."""
+    if platform.system() == "Darwin":
+        return _macos_system_audio()
+    from ..audio.system_pulse import parec_path, probe_default_output
+
+    try:
+        parec_path()
+        output = probe_default_output()
+    except MissingDependencyError as exc:
+        return CheckResult("system audio", FAIL, "a piece is missing", fix=str(exc))
+    except AudioError as exc:
+        return CheckResult("system audio", FAIL, str(exc).split(" (")[0], fix=str(exc))
+    return CheckResult(
+        "system audio",
+        OK,
+        f"{output.server}: default output {output.description!r}, captured from {output.monitor}",
+        details={"sink": output.sink, "monitor": output.monitor, "server": output.server},
+    )
+
+
+def _macos_system_audio() -> CheckResult:
+    """The Screen & System Audio Recording permission, read without prompting
+    (CGPreflightScreenCaptureAccess); it is granted per app: the terminal running `doctor` here,
+    the Python binary for the login service."""
+    fix = (
+        "System Settings › Privacy & Security › Screen & System Audio Recording: allow your "
+        f"terminal (for the login service: {sys.executable}), then restart dictated"
+    )
+    try:
+        import ScreenCaptureKit  # noqa: F401
+        from Quartz import CGPreflightScreenCaptureAccess
+    except ImportError:
+        return CheckResult(
+            "system audio",
+            FAIL,
+            "the pyobjc frameworks for ScreenCaptureKit are not installed",
+            fix="pip install -e '/path/to/clone[macos]'",
+        )
+    if not CGPreflightScreenCaptureAccess():
+        return CheckResult(
+            "system audio",
+            FAIL,
+            "this program may not record the screen and system audio (ScreenCaptureKit); "
+            "macOS asks on the first capture",
+            fix=fix,
+        )
+    return CheckResult(
+        "system audio", OK, "ScreenCaptureKit: the recording permission is granted here"
     )
