@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 import zmq
 
@@ -27,6 +28,7 @@ from dictated.protocol import (
 )
 
 from .control import CommandFailed, ControlClient, DaemonUnavailable
+from .speakers import Speakers, add_speaker_options, speakers_from
 from .subscribe import Subscription, add_endpoint_options
 
 
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="wait for a daemon that is not running yet or restarts (notices on stderr) instead of exiting",
     )
+    add_speaker_options(p)
     p.add_argument("--count", type=int, metavar="N", help="exit after N transcripts")
     p.add_argument(
         "--idle-exit", type=float, metavar="S", help="exit after S seconds without any event"
@@ -69,28 +72,37 @@ class Printer:
 
     CLEAR = "\r\x1b[K"  # back to the line's start and erase it
 
-    def __init__(self, out: TextIO, err: TextIO, partials: bool, tty: bool):
+    def __init__(
+        self, out: TextIO, err: TextIO, partials: bool, tty: bool, speakers: Speakers | None = None
+    ):
         self.out, self.err = out, err
         self.partials, self.tty = partials, tty
+        self.speakers = speakers or Speakers()
         self._open = False  # a partial line is on screen, not yet ended
 
     def show(self, event: Event) -> None:
         body = event.body
         if event.topic == TOPIC_PARTIAL and self.partials:
+            text = self._labelled(body, body.get("text", ""))
             if self.tty:
-                self.out.write(f"{self.CLEAR}{_shown(body.get('text', ''))}")
+                self.out.write(f"{self.CLEAR}{text}")
                 self._open = True
             else:
-                self.out.write(f"partial: {_shown(body.get('text', ''))}\n")
+                self.out.write(f"partial: {text}\n")
         elif event.topic == TOPIC_TRANSCRIPT:
             self._close()
             if body.get("text"):
-                self.out.write(f"{_shown(body['text'])}\n")
+                self.out.write(f"{self._labelled(body, body['text'])}\n")
         elif event.topic == TOPIC_ERROR:
             self._close()
             self.out.flush()
             print(f"error: {_shown(body.get('message'))}", file=self.err, flush=True)
         self.out.flush()
+
+    def _labelled(self, body: Mapping[str, Any], text: object) -> str:
+        """`[me] text` where the event names a speaker; the text alone where none is known."""
+        speaker = self.speakers.of(body)
+        return f"[{speaker}] {_shown(text)}" if speaker else _shown(text)
 
     def show_json(self, event: Event) -> None:
         """The event as one JSON line (controls escaped as \\uXXXX: the same JSON value)."""
@@ -108,7 +120,12 @@ def _shown(text: object) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        speakers = speakers_from(args)
+    except ValueError as exc:
+        parser.error(str(exc))  # exit 2
     logging.basicConfig(  # the subscription's notices (waiting, went away; --wait: connected)
         format="dictated-tail: %(message)s", level=logging.INFO if args.wait else logging.WARNING
     )
@@ -129,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dictated-tail: cannot connect: {exc}", file=sys.stderr)
         return 1
     transcripts = 0
-    printer = Printer(sys.stdout, sys.stderr, args.partials, sys.stdout.isatty())
+    printer = Printer(sys.stdout, sys.stderr, args.partials, sys.stdout.isatty(), speakers)
     try:
         for event in sub.events(timeout_s=args.idle_exit):
             if args.json:

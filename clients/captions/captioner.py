@@ -16,7 +16,9 @@ from dictated.protocol import (
     plain_text,
 )
 
-from .cues import Cue, Timeline
+from ..speakers import Speakers
+from .cues import Cue, Timeline, Utterance, split_cues
+from .reorder import Reorder
 from .terminal import TerminalView
 from .web import Caption, CaptionFeed
 from .writers import CueFile
@@ -33,6 +35,8 @@ class Captioner:
     files: Sequence[CueFile] = ()
     view: TerminalView | None = None
     feed: CaptionFeed | None = None
+    speakers: Speakers = field(default_factory=Speakers)
+    reorder: Reorder = field(default_factory=Reorder)
     transcripts: int = field(default=0, init=False)
     _shown_state: tuple[str, str] | None = field(default=None, init=False)
 
@@ -47,30 +51,60 @@ class Captioner:
             body = {**body, "text": plain_text(body["text"])}
         if event.topic == TOPIC_TRANSCRIPT:
             self.transcripts += 1
-            cues = self.timeline.place(body)
-            if cues:
-                for f in self.files:
-                    f.append(cues)
-                if self.view:
-                    self.view.cues(cues)
-                if self.feed:
-                    text = " ".join(str(body["text"]).split())
-                    self.feed.add(
-                        Caption(
-                            event.seq, str(body.get("id", "")), text, cues[0].start, cues[-1].end
-                        )
-                    )
-            return cues
+            located = {**body, "seq": event.seq}
+            utterance = self.timeline.locate(located, self.speakers.of(body))
+            if utterance is None:
+                return self.tick()
+            cut, written = self._write(self.reorder.push(utterance))
+            # the live views show it now; the files may hold it back to keep time order
+            cues = cut.get(id(utterance)) or self._preview(utterance)
+            if self.view:
+                self.view.cues(cues)
+            if self.feed:
+                caption = Caption(
+                    event.seq,
+                    str(body.get("id", "")),
+                    " ".join(utterance.text.split()),
+                    cues[0].start,
+                    cues[-1].end,
+                    utterance.speaker,
+                )
+                self.feed.add(caption)
+            return written
         if event.topic == TOPIC_STATUS and isinstance(body.get("state"), str):
             self.state(body["state"])
         elif event.topic == TOPIC_PARTIAL and isinstance(body.get("text"), str):
+            speaker = self.speakers.of(body)
             if self.view:
-                self.view.partial(body["text"])
+                self.view.partial(body["text"], speaker)
             if self.feed:
-                self.feed.set_partial(str(body.get("id", "")), body["text"])
+                self.feed.set_partial(str(body.get("id", "")), body["text"], speaker)
         elif event.topic == TOPIC_ERROR:
             log.warning("daemon error: %s", escape_controls(str(body.get("message"))))
-        return []
+        return self.tick()
+
+    def tick(self) -> list[Cue]:
+        """Write what has waited long enough for the files (called on every event and idle)."""
+        return self._write(self.reorder.due())[1]
+
+    def _write(
+        self, utterances: list[Utterance], everything: bool = False
+    ) -> tuple[dict[int, list[Cue]], list[Cue]]:
+        """Cut due utterances into cues and append to the files what may be written now: the
+        cues of each utterance (by its id()), and those written."""
+        not_before = self.reorder.written_start
+        cut = {id(u): self.timeline.cut(u, not_before) for u in utterances}
+        written = self.reorder.order([cue for each in cut.values() for cue in each], everything)
+        if written:
+            for f in self.files:
+                f.append(written)
+        return cut, written
+
+    def _preview(self, utterance: Utterance) -> list[Cue]:
+        """The cues it will be, for the live views, while the files hold it."""
+        options = self.timeline.options
+        end = max(utterance.end, utterance.start + options.min_cue_s)
+        return split_cues(utterance.text, utterance.start, end, options, 0, utterance.speaker)
 
     def state(self, state: str, detail: str = "") -> None:
         """The daemon's state (or `waiting` while none answers), shown on the terminal and page."""
@@ -83,6 +117,7 @@ class Captioner:
             self.feed.set_state(state=state, detail=detail)
 
     def close(self) -> None:
+        self._write(self.reorder.flush(), everything=True)
         for f in self.files:
             f.close()
         if self.view:

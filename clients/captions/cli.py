@@ -18,6 +18,7 @@ import zmq
 from dictated.protocol import CONTROL_SOCKET, EVENTS_SOCKET, default_endpoint
 
 from ..control import CommandFailed, ControlClient, DaemonUnavailable
+from ..speakers import Speakers, add_speaker_options, speakers_from
 from ..subscribe import Subscription, add_endpoint_options
 from .captioner import TOPICS, Captioner
 from .cues import CaptionOptions, Timeline
@@ -73,12 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--line-chars", type=int, default=CaptionOptions.line_chars, help="characters per line"
     )
     p.add_argument("--lines", type=int, default=CaptionOptions.max_lines, help="lines per cue")
+    add_speaker_options(p)
     p.add_argument("--count", type=int, metavar="N", help="exit after N transcripts")
     p.add_argument(
         "--idle-exit", type=float, metavar="S", help="exit after S seconds without any event"
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log connection details")
     return p
+
+
+def _speakers(args: argparse.Namespace) -> Speakers:
+    try:
+        return speakers_from(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _options(args: argparse.Namespace) -> CaptionOptions:
@@ -169,6 +178,7 @@ def follow(args: argparse.Namespace, captioner: Captioner) -> None:
                     captioner.handle(event)
                     if args.count and captioner.transcripts >= args.count:
                         return
+                captioner.tick()  # quiet: what the files held back for time order is due
                 try:
                     status = probe.request("status")
                 except DaemonUnavailable:
@@ -210,10 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
     )
     try:
-        options = _options(args)
+        options, speakers = _options(args), _speakers(args)
     except UsageError as exc:
         parser.error(str(exc))  # exit 2
-    captioner = Captioner(Timeline(options))
+    captioner = Captioner(Timeline(options), speakers=speakers)
     server = None
     try:
         server = _open_outputs(args, captioner)

@@ -18,6 +18,11 @@ _CLEAR = "\x1b[H\x1b[2J"
 _GREY, _DIM, _RESET = "\x1b[90m", "\x1b[2m", "\x1b[0m"
 
 
+def labelled(text: str, speaker: str | None) -> str:
+    """Alice: text (the speaker's name before the words), or the text alone."""
+    return f"{speaker}: {text}" if speaker else text
+
+
 class TerminalView:
     def __init__(self, out: TextIO | None = None, interactive: bool | None = None):
         self.out = out or sys.stdout
@@ -32,15 +37,16 @@ class TerminalView:
         self._partial = ""
         if not self.interactive:
             for cue in cues:
-                self.out.write(f"[{timestamp(cue.start, 'vtt')[:-4]}] {cue.text}\n")
+                line = labelled(cue.text, cue.speaker)
+                self.out.write(f"[{timestamp(cue.start, 'vtt')[:-4]}] {line}\n")
             self.out.flush()
             return
-        self._lines.append(" ".join(cue.text for cue in cues))
+        self._lines.append(labelled(" ".join(cue.text for cue in cues), cues[0].speaker))
         self._draw()
 
-    def partial(self, text: str) -> None:
+    def partial(self, text: str, speaker: str | None = None) -> None:
         if self.interactive:
-            self._partial = text
+            self._partial = labelled(text, speaker) if text else ""
             self._draw()
 
     def state(self, text: str) -> None:

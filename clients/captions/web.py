@@ -26,9 +26,10 @@ import logging
 import socket
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -57,6 +58,11 @@ BUSY_REPLY = (
 )
 
 
+#: speakers get colours 0..PALETTE-1 (page.html's .s0-.s7) in the order they first speak
+PALETTE = 8
+MAX_SPEAKERS = 1024  # remembered colours; a speaker beyond gets one from its name's hash
+
+
 @dataclass(frozen=True)
 class Caption:
     """What the page shows for one transcript (its seq is the SSE event id)."""
@@ -66,9 +72,16 @@ class Caption:
     text: str
     start: float  # captions timeline seconds
     end: float
+    speaker: str | None = None  # the label shown before the text (None: none)
+    colour: int | None = None  # the speaker's colour, 0..PALETTE-1, set by the feed
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__, ensure_ascii=False)
+        """Without a speaker, exactly the fields captions had before speakers."""
+        fields = {k: v for k, v in self.__dict__.items() if v is not None or k not in _OPTIONAL}
+        return json.dumps(fields, ensure_ascii=False)
+
+
+_OPTIONAL = frozenset({"speaker", "colour"})
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,7 @@ class CaptionFeed:
         self._captions: deque[Caption] = deque(maxlen=max_captions)
         self._state: dict[str, Any] = {"state": "connecting"}
         self._partial: dict[str, Any] | None = None
+        self._colours: dict[str, int] = {}
         self._version = 0
         self._closed = False
         self._changed = threading.Condition()
@@ -95,8 +109,20 @@ class CaptionFeed:
         self._version += 1
         self._changed.notify_all()
 
+    def colour(self, speaker: str | None) -> int | None:
+        """The speaker's colour: the next one free when first heard, so every page opened at any
+        time colours the meeting alike, and two speakers differ until the palette runs out."""
+        if speaker is None:
+            return None
+        if speaker not in self._colours:
+            if len(self._colours) >= MAX_SPEAKERS:
+                return zlib.crc32(speaker.encode()) % PALETTE
+            self._colours[speaker] = len(self._colours) % PALETTE
+        return self._colours[speaker]
+
     def add(self, caption: Caption) -> None:
         with self._changed:
+            caption = replace(caption, colour=self.colour(caption.speaker))
             self._captions.append(caption)
             if self._partial and self._partial.get("id") == caption.id:
                 self._partial = None
@@ -107,11 +133,13 @@ class CaptionFeed:
             self._state = state
             self._bump()
 
-    def set_partial(self, utterance_id: str, text: str) -> None:
+    def set_partial(self, utterance_id: str, text: str, speaker: str | None = None) -> None:
         with self._changed:
             recent = itertools.islice(reversed(self._captions), 3)
             if not any(c.id == utterance_id for c in recent):  # not already final
                 self._partial = {"id": utterance_id, "text": text}
+                if speaker is not None:
+                    self._partial |= {"speaker": speaker, "colour": self.colour(speaker)}
                 self._bump()
 
     def close(self) -> None:

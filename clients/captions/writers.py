@@ -45,11 +45,26 @@ def _srt_clean(line: str) -> str:
     return line.replace("-->", "->")
 
 
+def _first_line(line: str, speaker: str | None, fmt: str) -> str:
+    """The cue's first line with its speaker: SubRip "Alice: text", WebVTT "<v Alice>text".
+
+    A WebVTT voice span covers the rest of the cue, so it needs no end tag; its annotation is
+    escaped like the text (a name cannot open a tag or end the span early).
+    """
+    if not speaker:
+        return line
+    if fmt == "srt":
+        return _srt_clean(f"{speaker}: {line}")
+    return f"<v {_vtt_escape(speaker)}>{line}"
+
+
 def format_cue(cue: Cue, fmt: str) -> str:
     """One cue block, ending with the blank line that separates cues."""
     times = f"{timestamp(cue.start, fmt)} --> {timestamp(cue.end, fmt)}"
     clean = _srt_clean if fmt == "srt" else _vtt_escape
-    lines = tuple(clean(line) for line in cue.lines)
+    lines = [clean(line) for line in cue.lines]
+    if lines:
+        lines[0] = _first_line(lines[0], cue.speaker, fmt)
     return f"{cue.index}\n{times}\n" + "".join(f"{line}\n" for line in lines) + "\n"
 
 

@@ -41,7 +41,9 @@ def _seconds(stamp: str, fmt: str) -> float:
     return h * 3600 + mi * 60 + s + ms / 1000
 
 
-def strict_parse(text: str, fmt: str) -> list[ParsedCue]:
+def strict_parse(text: str, fmt: str, overlap: bool = False) -> list[ParsedCue]:
+    """Cues in time order; with `overlap`, a cue may start before the previous one ends (two
+    speakers at once) but never before it starts."""
     assert "\r" not in text
     if fmt == "vtt":
         assert text.startswith("WEBVTT\n\n"), f"WebVTT header missing: {text[:20]!r}"
@@ -62,7 +64,10 @@ def strict_parse(text: str, fmt: str) -> list[ParsedCue]:
         assert all(line.strip() for line in lines), f"empty caption line in cue {index}"
         assert all("-->" not in line for line in lines), f"'-->' inside cue {index}"
         if cues:
-            assert cue.start >= cues[-1].end, f"cue {index} starts before cue {index - 1} ends"
+            before = cues[-1].start if overlap else cues[-1].end
+            assert cue.start >= before, (
+                f"cue {index} starts before cue {index - 1} {'starts' if overlap else 'ends'}"
+            )
         cues.append(cue)
     return cues
 
@@ -76,15 +81,20 @@ def reference_parse(text: str, fmt: str) -> list[tuple[float, float, str]]:
         ]
     captions = webvtt.from_buffer(io.StringIO(text))
     return [
-        (c.start_time.in_milliseconds() / 1000, c.end_time.in_milliseconds() / 1000, c.text)
+        (c.start_time.in_milliseconds() / 1000, c.end_time.in_milliseconds() / 1000, c.raw_text)
         for c in captions
     ]
 
 
-def read_captions(path: Path) -> list[ParsedCue]:
+def vtt_voices(path: Path) -> list[tuple[str | None, str]]:
+    """(voice, text without the voice span) of each cue, as webvtt-py reads them."""
+    return [(c.voice, c.text) for c in webvtt.read(str(path))]
+
+
+def read_captions(path: Path, overlap: bool = False) -> list[ParsedCue]:
     fmt = path.suffix.lstrip(".")
     text = path.read_text(encoding="utf-8")
-    cues = strict_parse(text, fmt)
+    cues = strict_parse(text, fmt, overlap)
     reference = reference_parse(text, fmt)
     assert [(c.start, c.end, "\n".join(c.lines)) for c in cues] == reference
     return cues
