@@ -72,7 +72,14 @@ class EchoStage(Annotator):
         for v in verdicts:
             final: Final = v.heard.key
             if v.action is Action.DROP:
+                # not lost: its final is published and journaled, empty, with what it heard
                 log.debug("echo dropped on %s: %r", v.heard.channel, v.echoed)
+                body = final.body
+                if isinstance(body, TranscriptBody):
+                    body = dataclasses.replace(
+                        body, text="", suppressed="echo", suppressed_text=body.text
+                    )
+                out.append(dataclasses.replace(final, body=body))
             elif v.action is Action.TRIM:
                 log.debug("echo cut from %s: %r", v.heard.channel, v.echoed)
                 out.append(

@@ -106,6 +106,9 @@ class TranscriptBody(Body):
     timings_ms: dict[str, float] = field(default_factory=dict)
     channel: str | None = None  # the label of the audio source it was heard on
     speaker: str | None = None  # who spoke, where known (the annotators set it)
+    #: "echo": the microphone heard the speakers; `text` is empty, what was heard is kept here
+    suppressed: str | None = None
+    suppressed_text: str | None = None
 
 
 VAD_EVENTS = ("speech_start", "pause", "speech_end")

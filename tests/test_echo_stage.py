@@ -58,7 +58,12 @@ def test_the_echo_is_dropped_your_words_kept_and_the_speaker_stays(caplog):
     clock.now = T0 + 6.5
     with caplog.at_level(logging.DEBUG, logger="dictated.echo_stage"):
         out = stages.push(final("them", FAR, 1.0, 5.0))
-    assert [(f.channel, f.body.text, f.body.speaker) for f in out] == [("them", FAR, "them")]
+    # the echo is not lost: its final is published, empty, saying what the microphone heard
+    assert [(f.channel, f.body.text, f.body.speaker) for f in out] == [
+        ("me", "", "me"),
+        ("them", FAR, "them"),
+    ]
+    assert (out[0].body.suppressed, out[0].body.suppressed_text) == ("echo", FAR)
     assert "echo dropped on me" in caplog.text
     mixed = "The children walked along the beach " + OWN
     clock.now = T0 + 10.0
