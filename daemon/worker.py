@@ -141,7 +141,8 @@ class _Run:
 
 @dataclass
 class _Candidate:
-    """The latest finished speculative result, kept until a final takes it or it is retired."""
+    """A channel's latest finished speculative result, kept until its final takes it or it is
+    retired (by the channel's next one, or at shutdown)."""
 
     result: SpeculativeResult
     used: bool  # shown as a partial
@@ -180,7 +181,8 @@ class Worker:
         #: the next speculative decode to start, per channel (insertion order: oldest first)
         self._pending: dict[str, Speculation] = {}
         self._running: _Run | None = None
-        self._candidate: _Candidate | None = None
+        #: per channel: the latest finished speculative result (one channel's never retires another's)
+        self._candidates: dict[str, _Candidate] = {}
         self._ended: deque[str] = deque(maxlen=_ENDED_MEMORY)
         self._final_busy = False
         self._closed = False
@@ -316,8 +318,8 @@ class Worker:
             self.speculation.wasted += 1
         else:
             result = SpeculativeResult(speculation, transcript, started, time.time())
-            self._retire_candidate()
-            self._candidate = candidate = _Candidate(result, used=False)
+            self._retire_candidate(speculation.channel)
+            self._candidates[speculation.channel] = candidate = _Candidate(result, used=False)
             if self._on_speculative is not None and speculation.id not in self._ended:
                 try:
                     candidate.used = bool(self._on_speculative(result))
@@ -325,10 +327,10 @@ class Worker:
                     log.exception("could not deliver the speculative result of %s", speculation.id)
         self._kick()
 
-    def _retire_candidate(self) -> None:
-        if self._candidate is not None and not self._candidate.used:
+    def _retire_candidate(self, channel: str) -> None:
+        candidate = self._candidates.pop(channel, None)
+        if candidate is not None and not candidate.used:
             self.speculation.wasted += 1
-        self._candidate = None
 
     async def _reuse(self, job: Job) -> SpeculativeResult | None:
         """The speculative result that is this job's final, if there is one (see module doc)."""
@@ -339,13 +341,13 @@ class Worker:
             ):
                 run.cancel.set()
             await asyncio.shield(run.task)  # the engine is one thread: it must be free first
-        candidate = self._candidate
+        candidate = self._candidates.get(job.channel)
         if candidate is None or candidate.result.speculation.id != job.id:
             return None
         if not candidate.result.speculation.covers(job.utterance, job.language):
-            self._retire_candidate()
+            self._retire_candidate(job.channel)
             return None
-        self._candidate = None
+        del self._candidates[job.channel]
         self.speculation.reused += 1
         return candidate.result
 
@@ -381,7 +383,8 @@ class Worker:
         if self._running is not None:  # nothing will take it: stop it before the engine closes
             self._running.cancel.set()
             await asyncio.shield(self._running.task)
-        self._retire_candidate()
+        for channel in list(self._candidates):
+            self._retire_candidate(channel)
 
     async def _final(self, job: Job) -> JobResult:
         reused = await self._reuse(job)

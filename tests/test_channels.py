@@ -43,6 +43,8 @@ def test_a_spec_without_a_label_gets_its_kinds_label():
         (["file:a.wav", "file:b.wav"], "two sources are labelled 'file'"),
         (["me=speaker"], "'speaker' is not mic, system, file:PATH or -"),
         (["x" * 33 + "=mic"], "must be 1-32"),
+        (["a=-", "b=-"], "'-' is given twice"),  # stdin's bytes would be split between them
+        (["a=mic", "b=mic"], "'mic' is given twice"),  # every word would be transcribed twice
     ],
 )
 def test_bad_sources_name_the_key(tmp_path: Path, sources: list[str], message: str):
@@ -238,7 +240,7 @@ def test_pause_and_resume_name_a_channel_or_are_refused(isolated_env, free_port,
 
     source = GatedSource(silence(3.0), gates=(SR_GATE,))
     run = InProcess(isolated_env, free_port, source, FakeEngine(), tmp_path).start()
-    assert source.waiting.wait(30)
+    assert source.wait_at(SR_GATE)
     with pytest.raises(CommandFailed, match="'channel' must be one of mic, got 'them'"):
         run.control.request("pause", channel="them")
     assert run.control.request("pause", channel="mic")["state"] == "paused"
@@ -296,3 +298,35 @@ def test_a_stage_that_raises_loses_nothing(caplog):
     asyncio.run(main())
     assert [(b.id, b.speaker) for b in published] == [("r-mic-1", "me")]  # later stages still ran
     assert "an annotator stage failed" in caplog.text
+
+
+def test_a_channels_finished_speculation_survives_another_channels():
+    """Channel a's pause was decoded, then channel b's: a's final still takes a's text instead
+    of decoding again (one finished result per channel; review of issue 16)."""
+    stats = {}
+
+    async def main() -> None:
+        async def on_result(result: JobResult) -> None: ...
+
+        worker = Worker(lambda: FakeEngine(delay_s=0.1), on_result, on_speculative=lambda r: False)
+        await worker.start()
+        runner = asyncio.create_task(worker.run())
+        worker.speculate(_speculation("a", 1))
+        worker.speculate(_speculation("b", 1))
+        deadline = time.monotonic() + 10
+        while worker.speculation.started < 2 or worker._running is not None:
+            assert time.monotonic() < deadline, "the two speculative decodes did not finish"
+            await asyncio.sleep(0.05)
+        pcm = np.full(16000, 1000, dtype=np.int16)  # what a-1 decoded: the utterance as it ended
+        u = Utterance(
+            index=1, pcm=pcm, start_sample=0, speech_end_sample=len(pcm), reason="silence"
+        )
+        now = time.time()
+        await worker.submit(Job("a-1", u, "en", now, now, now, now, now, channel="a"))
+        await worker.close_queue()
+        await runner
+        await worker.shutdown()
+        stats.update(reused=worker.speculation.reused, wasted=worker.speculation.wasted)
+
+    asyncio.run(main())
+    assert stats == {"reused": 1, "wasted": 1}  # a's taken by its final; b's never used
