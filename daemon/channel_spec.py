@@ -62,6 +62,12 @@ def parse_channels(texts: Sequence[str], key: str) -> tuple[ChannelSpec, ...]:
                 f"give each its own label, e.g. a={channel.spec} b=..."
             )
         seen.add(channel.label)
+    for once in ("-", "mic", "system"):  # one stdin, one microphone, one speakers' monitor
+        if sum(c.spec == once for c in channels) > 1:
+            raise ConfigError(
+                f"{key}: {once!r} is given twice; each would hear the same audio (every word "
+                "twice, or stdin's bytes split between them)"
+            )
     return channels
 
 

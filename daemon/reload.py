@@ -24,7 +24,7 @@ from .worker import Worker
 log = logging.getLogger(__name__)
 
 #: config sections (attributes of Config) that only a restart applies
-RESTART_ONLY = ("audio", "transport", "speakers")
+RESTART_ONLY = ("audio", "transport", "speakers", "echo")
 
 
 @dataclass(frozen=True)
