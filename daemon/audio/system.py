@@ -173,6 +173,10 @@ class SystemSource(AudioSource):
         except OSError as exc:  # parec gone meanwhile: keep the old output (the next read retries)
             log.warning("system audio: cannot record %s: %s", output.monitor, exc)
             return old
+        if self._closing or self._suspended:  # paused or closed while it started: not wanted
+            new.terminate()
+            await new.wait()
+            return old  # already stopped by suspend()/aclose(): its stream ends
         old.terminate()
         self._parec = new
         self._output = output
@@ -221,8 +225,9 @@ class SystemSource(AudioSource):
     # ---- helpers -------------------------------------------------------------------------------
 
     def _block(self, data: bytes) -> Block:
-        data, self._tail = self._tail + data, b""
-        data = data[: len(data) - len(data) % SAMPLE_WIDTH]
+        data = self._tail + data
+        usable = len(data) - len(data) % SAMPLE_WIDTH  # an odd byte waits for its pair
+        data, self._tail = data[:usable], data[usable:]
         pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
         at = time.time()
         gap_s = 0.0
