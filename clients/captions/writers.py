@@ -10,6 +10,7 @@ import errno
 import os
 from pathlib import Path
 
+from ..speakers import clean_name
 from .cues import Cue
 
 FORMATS = ("srt", "vtt")
@@ -51,6 +52,7 @@ def _first_line(line: str, speaker: str | None, fmt: str) -> str:
     A WebVTT voice span covers the rest of the cue, so it needs no end tag; its annotation is
     escaped like the text (a name cannot open a tag or end the span early).
     """
+    speaker = clean_name(speaker)  # one plain line, whoever calls: a name cannot add a cue
     if not speaker:
         return line
     if fmt == "srt":

@@ -221,3 +221,17 @@ def test_words_said_during_a_long_utterance_go_between_its_cues(tmp_path):
     assert [c.text.split(":")[0] for c in cues] == ["me", "them", "me", "them"]
     assert cues[2].text == "me: well actually I think" and cues[2].start == 6.0
     assert cues[1].start == 2.0 and cues[3].end == 10.0 and cues[3].start > 6.0
+
+
+def test_a_raw_hostile_name_cannot_add_a_cue_to_a_file():
+    """format_cue is safe whoever calls it (review of issue 16): a name holding a blank line
+    and a timing line stays on the cue's first line."""
+    from dictated.clients.captions.cues import Cue
+    from dictated.clients.captions.writers import format_cue
+
+    name = "Eve\n\n2\n00:00:00,000 --> 00:00:09,000\nboss"
+    cue = Cue(1, 0.0, 1.0, ("hello there",), speaker=name)
+    for fmt in ("srt", "vtt"):
+        block = format_cue(cue, fmt)
+        assert block.count("\n\n") == 1 and block.endswith("\n\n"), block  # still one cue
+        assert "-->" in block.splitlines()[1] and "-->" not in block.split("\n", 2)[2], block
