@@ -44,18 +44,30 @@ class GatedSource(AudioSource):
         self.gates = [0, *sorted(gates)]  # the first: until the test is listening
         self.waiting = threading.Event()  # set while held at a gate
         self.go = threading.Event()
+        self.held_at: int | None = None  # the gate it is held at now
         self._closed = False
+
+    def wait_at(self, gate: int, timeout_s: float = 30.0) -> bool:
+        """Until the source is held at `gate` (`waiting` alone cannot tell one gate from the
+        next: right after `go` it is still set from the gate being left)."""
+        deadline = time.monotonic() + timeout_s
+        while self.held_at != gate:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     async def blocks(self):
         block = SR // 10
         for offset in range(0, len(self.pcm), block):
             if self.gates and offset >= self.gates[0]:
-                self.gates.pop(0)
+                self.held_at = self.gates.pop(0)
                 self.waiting.set()
                 while not self.go.is_set() and not self._closed:
                     await asyncio.sleep(0.01)
                 self.go.clear()
                 self.waiting.clear()
+                self.held_at = None
             if self._closed:
                 return
             yield Block(self.pcm[offset : offset + block], time.time())
@@ -98,7 +110,9 @@ class InProcess:
         self.sub.connect(f"tcp://127.0.0.1:{port}")
         self.events: list[tuple[str, dict]] = []
         self.exit_code: int | None = None
-        self._thread = threading.Thread(target=self._run, name="daemon")
+        self._thread = threading.Thread(
+            target=self._run, name="daemon", daemon=True
+        )  # a failed test must not hang exit
 
     def _run(self) -> None:
         self.exit_code = asyncio.run(self.daemon.serve())
@@ -182,13 +196,11 @@ def test_pause_skips_audio_yet_stream_times_stay_source_times(isolated_env, free
     source = GatedSource(signal.pcm, gates)
     run = InProcess(isolated_env, free_port, source, FakeEngine(), tmp_path).start()
 
-    time.sleep(0.1)
-    assert source.waiting.wait(30)
+    assert source.wait_at(gates[0])
     run.receive(lambda events: any(t == "transcript" for t, _ in events))
     assert run.control.request("pause")["state"] == "paused"
     source.go.set()  # the second sentence is read while paused
-    time.sleep(0.2)
-    assert source.waiting.wait(30)
+    assert source.wait_at(gates[1])
     assert run.control.request("status")["state"] == "paused"
     assert run.control.request("resume")["state"] == "ready"
     source.go.set()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import numpy as np
 import pytest
@@ -315,8 +314,7 @@ def test_partials_precede_their_final_and_none_follow_it(isolated_env, free_port
     engine = FakeEngine(delay_s=0.01)
     options = speculating(partials="on", partial_interval_ms=500, adaptive_end=False)
     run = InProcess(isolated_env, free_port, source, engine, tmp_path, options).start()
-    time.sleep(0.1)
-    assert source.waiting.wait(60)
+    assert source.wait_at(held, 60)
     run.receive(lambda events: sum(t == "transcript" for t, _ in events) == 2)
     history = run.control.request("history", since=0)["events"]
     assert [e["topic"] for e in history] == ["transcript", "transcript"]
