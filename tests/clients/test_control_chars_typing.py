@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -57,6 +58,15 @@ def test_dictated_type_types_a_hostile_transcript_clean_and_never_presses_return
     )
     try:
         daemon.wait_ready()
+        # dictated-type follows live events only: feed once it is surely subscribed (its
+        # reconnect backoff may have grown while the daemon started), or the one transcript
+        # can be published before its subscription arrives
+        events = daemon.events_endpoint.removeprefix("ipc://")
+        deadline = time.monotonic() + 30
+        while not _connected(events):
+            assert time.monotonic() < deadline, "dictated-type did not connect"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the ZMTP handshake and the subscription after the socket connect
         feed(daemon, SENTENCES[0])
         transcript = wait_for_transcripts(daemon, 1)[0]
         _, typer_err = typer.communicate(timeout=60)
@@ -74,3 +84,9 @@ def test_dictated_type_types_a_hostile_transcript_clean_and_never_presses_return
     assert xsession.out.read_text(encoding="utf-8") == TYPED + "\n"
     assert escape_controls(ANSWER.strip()) in log, log  # the transcript's log line, escaped
     assert not UNSAFE - {"\n"} & set(log), log
+
+
+def _connected(path: str) -> bool:
+    """Whether a client holds a connection to the Unix socket at `path` (`ss`, iproute2)."""
+    out = subprocess.run(["ss", "-xn"], capture_output=True, text=True).stdout
+    return any(path in line and "ESTAB" in line for line in out.splitlines())
