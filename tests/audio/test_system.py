@@ -187,14 +187,7 @@ def test_no_sound_server_is_one_clear_error(tmp_path, monkeypatch):
 
 def test_no_sound_server_exits_1_from_the_cli(tmp_path, isolated_env):
     env = {**isolated_env, "PULSE_SERVER": f"unix:{tmp_path}/no-server"}
-    done = subprocess.run(
-        [sys.executable, "-m", "dictated", "run", "--source", "system", "--engine", "whisper"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    done = run_system(env)
     assert done.returncode == 1, done.stderr
     assert "no PulseAudio/PipeWire sound server answers" in done.stderr
     assert "Traceback" not in done.stderr
@@ -284,14 +277,7 @@ def test_pause_stops_recording_and_resume_starts_again(tmp_path):
 
 def test_no_parec_names_the_package_and_exits_2(tmp_path, isolated_env):
     env = {**isolated_env, "PATH": str(tmp_path)}  # no parec on it
-    done = subprocess.run(
-        [sys.executable, "-m", "dictated", "run", "--source", "system", "--engine", "whisper"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    done = run_system(env)
     assert done.returncode == 2, done.stderr
     assert "sudo apt install pulseaudio-utils" in done.stderr
 
@@ -331,7 +317,14 @@ def test_no_libpulse_names_the_package_and_exits_2(tmp_path, isolated_env):
         "ctypes.CDLL.__init__ = _init\n"
     )
     env = {**isolated_env, "PYTHONPATH": str(tmp_path)}
-    done = subprocess.run(
+    done = run_system(env)
+    assert done.returncode == 2, done.stderr
+    assert "sudo apt install libpulse0" in done.stderr
+
+
+def run_system(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`dictated run --source system` as a user starts it, to its exit."""
+    return subprocess.run(
         [sys.executable, "-m", "dictated", "run", "--source", "system", "--engine", "whisper"],
         env=env,
         capture_output=True,
@@ -339,5 +332,3 @@ def test_no_libpulse_names_the_package_and_exits_2(tmp_path, isolated_env):
         timeout=60,
         stdin=subprocess.DEVNULL,
     )
-    assert done.returncode == 2, done.stderr
-    assert "sudo apt install libpulse0" in done.stderr
