@@ -28,6 +28,9 @@ class Utterance:
     speech_end_sample: int  # stream offset just after the last voiced frame
     reason: EndReason
     speech_start_sample: int | None = None  # detected onset, no pre-roll (None: start_sample)
+    # how much of it the VAD heard as speech, 0..1 (the Silero stage: the mean speech probability
+    # over its frames from onset to last voiced frame); None when no such stage ran
+    speech_prob: float | None = None
 
     @property
     def onset_sample(self) -> int:

@@ -37,6 +37,11 @@ class Transcript:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     truncated: bool = False
     engine: str | None = None  # who produced it, when not the configured engine (a fallback)
+    # the engine's own no-speech signals, where it has them (None: it does not say):
+    # Whisper's no_speech_prob / Cohere's probability of end-of-text as the first token, and the
+    # mean log-probability of the output tokens. The worker's non-speech guard reads them.
+    no_speech_prob: float | None = None
+    avg_logprob: float | None = None
 
 
 class Cancelled(Exception):  # noqa: N818 - it is an outcome, not a fault
