@@ -10,7 +10,10 @@ percent are too coarse to compare two paths. Capture paths:
   `audio.idle_block_ms = 480`) and once handing over every block (`idle_block_ms = 120`, the
   path before idle batching), in the same run;
 - `file`: a WAV paced like a microphone (`--realtime`).
-The reference, in this process, is bare webrtcvad over the same number of 30 ms frames.
+The microphone rows run the default `segmenter.vad = "silero"` (Silero sleeps until webrtcvad and
+the energy gate pass a frame, so silence should cost what webrtcvad alone does); one more row runs
+`vad = "webrtc"` for the comparison. The reference, in this process, is bare webrtcvad over the
+same number of 30 ms frames.
 Target: <= 0.5 % of one core (18 CPU-seconds per hour). Linux only (reads /proc). Usage:
 
     python bench/bench_idle_cpu.py [--seconds 60] [--noise-dbfs -70]
@@ -85,12 +88,14 @@ def measure(args: list[str], env: dict[str, str], seconds: float) -> tuple[float
     return cpu1 - cpu0, wall1 - wall0
 
 
-def via_mic(pcm: np.ndarray, seconds: float, idle_block_ms: int) -> tuple[float, float]:
+def via_mic(
+    pcm: np.ndarray, seconds: float, idle_block_ms: int, vad: str = "silero"
+) -> tuple[float, float]:
     from tests import alsa
 
     tmp = Path(tempfile.mkdtemp(prefix="dictated-bench-mic-"))
     config = tmp / "config.toml"
-    config.write_text(f"[audio]\nidle_block_ms = {idle_block_ms}\n")
+    config.write_text(f'[audio]\nidle_block_ms = {idle_block_ms}\n[segmenter]\nvad = "{vad}"\n')
     fifo = tmp / "mic.fifo"
     os.mkfifo(fifo)
     asound = alsa.write_config(
@@ -161,6 +166,10 @@ def main() -> None:
         (
             f"daemon, microphone, every block ({BLOCK_MS} ms, old path)",
             partial(via_mic, idle_block_ms=BLOCK_MS),
+        ),
+        (
+            "daemon, microphone, idle batching, webrtcvad alone (vad = webrtc)",
+            partial(via_mic, idle_block_ms=IDLE_BLOCK_MS, vad="webrtc"),
         ),
         ("daemon, file --realtime", via_file),
     ):

@@ -1,10 +1,13 @@
-"""Cut a 16 kHz int16 stream into utterances with webrtcvad on 30 ms frames.
+"""Cut a 16 kHz int16 stream into utterances on 30 ms frames: webrtcvad gates, Silero decides.
 
 webrtcvad judges one frame at a time and keeps calling frames speech for a few frames after any
-transient (its overhang), so one keyboard click reads as three or four voiced frames. The
-segmenter therefore never acts on a single frame. Per frame it keeps one decision, "voiced":
-webrtcvad says speech *and* the frame is `energy_gate_db` above the noise floor (which strips the
-overhang that follows a click). Over those decisions it keeps two sliding windows:
+transient (its overhang), so one keyboard click reads as three or four voiced frames; music and
+steady typing it calls speech outright. The segmenter therefore never acts on a single frame.
+Per frame it keeps one decision, "voiced": webrtcvad says speech, the frame is `energy_gate_db`
+above the noise floor (which strips the overhang that follows a click) *and*, with
+`vad = "silero"`, Silero's speech probability clears its threshold (speech_prob.py; Silero only
+runs once the cheap gate has passed, so silence costs no inference). Over those decisions it keeps
+two sliding windows:
 
 - an utterance starts when at least `start_ratio` of the last `start_window_ms` is voiced; it
   reaches back to where that speech began, plus `preroll_ms`, so first words are not clipped;
@@ -21,7 +24,7 @@ overhang that follows a click). Over those decisions it keeps two sliding window
 - utterances with fewer than `min_speech_ms` of voiced frames are blips and are dropped
   (`SpeechStarted` is only reported once an utterance has that much, so no start dangles);
 - no utterance exceeds `max_utterance_s`: at the cap it is cut at the longest unvoiced run (the
-  quietest frame when there is none) in the last `cut_search_ms` and the rest carries on.
+  least-speech frame when there is none) in the last `cut_search_ms` and the rest carries on.
 
 This runs for every 30 ms of audio all day, so the per-frame path is integer bookkeeping around
 one webrtcvad call; numpy runs once per push (frame energies) and at the rare length cut.
@@ -49,7 +52,9 @@ from .events import (
     Utterance,
     UtteranceEnded,
 )
+from .segmenter_cut import cut_frame
 from .segmenter_options import SegmenterOptions
+from .speech_prob import SileroStage
 
 __all__ = ["Segmenter", "SegmenterOptions"]
 
@@ -71,6 +76,9 @@ _FLOOR_SNAP = 10 ** (6 / 10)
 _ENERGY_BATCH = 512
 # How far before the start window an utterance's onset is looked for (see Segmenter._onset).
 _ONSET_LOOKBACK_MS = 1000
+# Silero reads speech 1-4 frames after it begins; the gated frames right before the first voiced
+# one over which its probability was rising (at most this many) are taken as the onset's.
+_ONSET_LAG_FRAMES = 3
 
 
 def _frames(ms: float) -> int:
@@ -100,9 +108,14 @@ class Segmenter:
         self._preroll_frames = _frames(options.preroll_ms)
         self._gate = 10 ** (options.energy_gate_db / 10)
         self._floor = _FULL_SCALE_ENERGY  # noise floor estimate; the first frames pull it down
+        self._stage = (
+            SileroStage(options.speech_threshold, options.speech_threshold_end, ws)
+            if options.vad == "silero"
+            else None
+        )
 
         self.frames_processed = 0  # 30 ms frames judged by webrtcvad since creation
-        self.voiced_frames = 0  # of which webrtcvad called speech, above the energy gate
+        self.voiced_frames = 0  # of which voiced: webrtcvad, the energy gate (and Silero) agreed
         self.utterances_emitted = 0
         self.blips_dropped = 0
         self.length_cuts = 0
@@ -120,6 +133,7 @@ class Segmenter:
         keep = self._preroll_frames + ws + _frames(_ONSET_LOOKBACK_MS)
         self._ring_audio: deque[bytes] = deque(maxlen=keep)
         self._ring_flags: deque[int] = deque(maxlen=keep)
+        self._ring_extra: deque[tuple[int, int]] = deque(maxlen=keep)  # (gate, probability byte)
         self._ring_start = start_sample  # stream offset of the ring's oldest frame
         self._open = False
         self._reset_utterance()
@@ -213,6 +227,9 @@ class Segmenter:
         self._scount = self._ecount = 0
         self._ring_audio.clear()
         self._ring_flags.clear()
+        self._ring_extra.clear()
+        if self._stage is not None:
+            self._stage.reset()
         return events
 
     # -- per-frame path -----------------------------------------------------------------------
@@ -228,7 +245,11 @@ class Segmenter:
         if floor < _ABSOLUTE_FLOOR:
             floor = _ABSOLUTE_FLOOR
         self._floor = floor
-        voiced = 1 if speech and energy >= floor * self._gate else 0
+        voiced = gate = 1 if speech and energy >= floor * self._gate else 0
+        prob = 0
+        if self._stage is not None:
+            voiced, p = self._stage.judge(frame, gate, self._open)
+            prob = int(p * 255 + 0.5)
 
         start = self._pos
         self._pos += FRAME_SAMPLES
@@ -247,12 +268,14 @@ class Segmenter:
                 self._ring_start += FRAME_SAMPLES
             self._ring_audio.append(frame)
             self._ring_flags.append(voiced)
+            self._ring_extra.append((gate, prob))
             if self._scount >= self._start_count:
                 self._begin(events)
             return
 
         self._audio += frame
         self._flags.append(voiced)
+        self._probs.append(prob)
         if voiced:
             self._voiced += 1
             self._speech_end = self._pos
@@ -288,6 +311,7 @@ class Segmenter:
     def _reset_utterance(self) -> None:
         self._audio = bytearray()
         self._flags = bytearray()  # voiced decision per frame of the open utterance
+        self._probs = bytearray()  # Silero's probability per frame, 0-255 (0 without Silero)
         self._start = 0
         self._onset_sample: int | None = None  # detected speech onset (no pre-roll), once known
         self._voiced = 0
@@ -302,17 +326,25 @@ class Segmenter:
         flags = self._ring_flags
         # Speech usually begins partway into the frame before the first voiced one, so the
         # pre-roll is counted from that frame.
-        onset = max(0, self._onset(flags) - 1)
+        onset = self._onset(flags)
+        extra = self._ring_extra
+        for _ in range(_ONSET_LAG_FRAMES):  # gated frames where Silero's probability rose
+            if onset == 0 or not extra[onset - 1][0] or extra[onset - 1][1] > extra[onset][1]:
+                break
+            onset -= 1
+        onset = max(0, onset - 1)
         first = max(0, onset - self._preroll_frames)
         self._start = self._ring_start + first * FRAME_SAMPLES
         self._onset_sample = self._ring_start + onset * FRAME_SAMPLES
         self._audio = bytearray(b"".join(itertools.islice(self._ring_audio, first, None)))
         self._flags = bytearray(itertools.islice(flags, first, None))
+        self._probs = bytearray(e[1] for e in itertools.islice(extra, first, None))
         self._voiced = sum(self._flags)
         self._speech_end = self._start + (self._flags.rfind(1) + 1) * FRAME_SAMPLES
         self._quiet = 0
         self._ring_audio.clear()
         self._ring_flags.clear()
+        self._ring_extra.clear()
         if self._voiced >= self._min_voiced:
             self._confirm(events)
 
@@ -355,9 +387,13 @@ class Segmenter:
         first = max(self._flags.rfind(1) + 1, n - self._ring_audio.maxlen)
         self._ring_audio.clear()
         self._ring_flags.clear()
+        self._ring_extra.clear()
         for k in range(first, n):
             self._ring_audio.append(bytes(self._audio[k * FRAME_BYTES : (k + 1) * FRAME_BYTES]))
             self._ring_flags.append(0)
+            self._ring_extra.append((0, self._probs[k]))
+        if self._stage is not None:
+            self._stage.reset()
         self._ring_start = self._start + first * FRAME_SAMPLES
         # The next utterance needs voicing of its own to start.
         self._decisions[:] = bytes(self._dn)
@@ -377,6 +413,7 @@ class Segmenter:
             speech_end_sample=speech_end,
             reason=reason,
             speech_start_sample=self._onset_sample,
+            speech_prob=self._speech_prob(speech_end),
         )
         self.utterances_emitted += 1
         events.append(UtteranceEnded(utt))
@@ -384,9 +421,17 @@ class Segmenter:
             "utterance %d: %.2f s from sample %d (%s)", utt.index, utt.duration_s, start, reason
         )
 
+    def _speech_prob(self, speech_end: int) -> float | None:
+        """Mean Silero probability from the onset to the last voiced frame (None: no Silero)."""
+        if self._stage is None:
+            return None
+        a = (self._onset_sample or self._start) - self._start
+        probs = self._probs[a // FRAME_SAMPLES : (speech_end - self._start) // FRAME_SAMPLES]
+        return sum(probs) / (255 * len(probs)) if probs else 0.0
+
     def _cut(self, events: list[SegmenterEvent]) -> None:
         """At the length cap: end the utterance at the best pause nearby, carry the rest on."""
-        cut = self._cut_frame()
+        cut = cut_frame(self._flags, self._probs, self._audio, self._search, self._preroll_frames)
         flags = self._flags
         head_end = self._start + cut * FRAME_SAMPLES
         last = flags.rfind(1, 0, cut)
@@ -400,6 +445,7 @@ class Segmenter:
         # The remainder is an utterance of its own, already under way.
         self._audio = self._audio[cut * FRAME_BYTES :]
         self._flags = flags[cut:]
+        self._probs = self._probs[cut:]
         self._start = head_end
         self._onset_sample = None  # found when this part is confirmed
         self._early_end = None  # a speculative decode heard the head, not this part
@@ -409,35 +455,3 @@ class Segmenter:
         self._confirmed = False
         if self._voiced >= self._min_voiced:
             self._confirm(events)
-
-    def _cut_frame(self) -> int:
-        """Index of the first frame of the carried-on part, within the last `cut_search_ms`.
-
-        The longest run of unvoiced frames wins (ties: the quieter run); the cut leaves up to
-        `preroll_ms` of that run in front of the speech that follows. With no unvoiced frame in
-        reach, cut after the quietest frame.
-        """
-        n = len(self._flags)
-        lo = max(1, n - self._search)
-        energy = self._frame_energies(lo, n)
-        best_len, best_start, best_energy = 0, -1, math.inf
-        run = 0
-        for k in range(lo, n + 1):
-            if k < n and self._flags[k] == 0:
-                run += 1
-                continue
-            if run:
-                s = k - run
-                e = float(energy[s - lo : k - lo].mean())
-                if run > best_len or (run == best_len and e < best_energy):
-                    best_len, best_start, best_energy = run, s, e
-            run = 0
-        if best_len == 0:
-            return lo + int(np.argmin(energy)) + 1
-        run_end = best_start + best_len
-        return run_end - min(self._preroll_frames, best_len // 2)
-
-    def _frame_energies(self, lo: int, hi: int) -> np.ndarray:
-        x = np.frombuffer(self._audio, dtype=np.int16)[lo * FRAME_SAMPLES : hi * FRAME_SAMPLES]
-        x = x.astype(np.float32).reshape(hi - lo, FRAME_SAMPLES)
-        return np.einsum("ij,ij->i", x, x)

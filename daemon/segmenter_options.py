@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from .audio.format import FRAME_MS, MAX_UTTERANCE_S
 from .errors import ConfigError
 
+VADS = ("silero", "webrtc")  # segmenter.vad's values
+
 
 @dataclass(frozen=True)
 class SegmenterOptions:
@@ -30,6 +32,11 @@ class SegmenterOptions:
     max_utterance_s: float = MAX_UTTERANCE_S  # hard cap; longer speech is cut and carried on
     cut_search_ms: int = 6000  # how far back from the cap to look for a pause to cut at
     energy_gate_db: float = 3.0  # a voiced frame must be this far above the noise floor (0: off)
+    # "silero": Silero VAD confirms what webrtcvad passes, so music and typing are not speech;
+    # "webrtc": webrtcvad and the energy gate alone (no onnxruntime; music and clicks pass)
+    vad: str = "silero"
+    speech_threshold: float = 0.5  # Silero probability at which speech starts ...
+    speech_threshold_end: float = 0.35  # ... and below which it stops (hysteresis)
 
     def __post_init__(self) -> None:
         _check_int("aggressiveness", self.aggressiveness, 0, 3)
@@ -57,6 +64,18 @@ class SegmenterOptions:
         if not 0.0 <= self.energy_gate_db <= 30.0:
             raise ConfigError(
                 f"segmenter.energy_gate_db must be between 0 and 30 dB, got {self.energy_gate_db}"
+            )
+
+        if self.vad not in VADS:
+            raise ConfigError(
+                f"segmenter.vad must be one of {', '.join(map(repr, VADS))}, got {self.vad!r}"
+            )
+        _check_ratio("speech_threshold", self.speech_threshold)
+        _check_ratio("speech_threshold_end", self.speech_threshold_end)
+        if self.speech_threshold_end > self.speech_threshold:
+            raise ConfigError(
+                "segmenter.speech_threshold_end must not exceed segmenter.speech_threshold "
+                f"({self.speech_threshold}), got {self.speech_threshold_end}"
             )
 
     @property

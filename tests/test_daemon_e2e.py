@@ -234,8 +234,9 @@ def test_stream_times_and_ids_locate_speech_in_a_file_read_fast(run_daemon, tmp_
     assert len(transcripts) == 4
     for t, spoken in zip(transcripts, signal.spoken, strict=True):
         assert abs(t["stream_start"] - spoken.start_sample / SAMPLE_RATE) < 0.1, t
-        # the end of speech runs past the true end by webrtcvad's overhang and the end window
-        assert 0 <= t["stream_end"] - spoken.end_sample / SAMPLE_RATE < 0.45, t
+        # the end of speech runs past the true end by webrtcvad's overhang and the end window;
+        # Silero may hear a faint last phoneme end up to a frame before espeak-ng's last sample
+        assert -0.03 <= t["stream_end"] - spoken.end_sample / SAMPLE_RATE < 0.45, t
         assert t["start"] <= t["speech_start"] <= t["end"]
     vad = [body for topic, body in events if topic == "vad"]
     for t in transcripts:
