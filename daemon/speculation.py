@@ -26,9 +26,10 @@ from .audio.format import FRAME_MS, SAMPLE_RATE
 from .engines.base import CHEAP_COST, Engine
 from .errors import ConfigError
 from .events import OpenAudio
+from .jobs import Speculation, SpeculativeResult
 from .protocol import PartialBody
 from .sentence_end import ends_sentence
-from .worker import Speculation, SpeculativeResult, Worker
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 

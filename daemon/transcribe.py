@@ -13,6 +13,7 @@ from .audio.format import SAMPLE_RATE, int16_to_float32
 from .audio.load import AudioFile, load_audio
 from .engines.base import Engine, Transcript
 from .events import SegmenterEvent, UtteranceEnded
+from .nonspeech import NonSpeechGuard, transcribe_checked
 from .segmenter import Segmenter, SegmenterOptions
 
 
@@ -75,7 +76,7 @@ def _transcribed(
                 u.start_sample / SAMPLE_RATE,
                 u.end_sample / SAMPLE_RATE,
                 u.reason,
-                engine.transcribe(int16_to_float32(u.pcm), language),
+                transcribe_checked(engine, u, language),  # no text made up from noise
                 u.onset_sample / SAMPLE_RATE,
                 u.speech_end_sample / SAMPLE_RATE,
             )
@@ -86,7 +87,11 @@ def transcribe_whole(path: Path, engine: Engine, language: str) -> FileUtterance
     from .engines.cohere.chunking import join_texts, split_long_audio
 
     audio = int16_to_float32(load_audio(path))
-    parts = [engine.transcribe(chunk, language) for chunk in split_long_audio(audio)]
+    guard = NonSpeechGuard()  # no VAD here: the engine's own no-speech signals judge
+    parts = [
+        guard.checked(engine.transcribe(chunk, language), None, f"{path} part {i}")
+        for i, chunk in enumerate(split_long_audio(audio))
+    ]
     timings: dict[str, float] = {}
     for part in parts:
         for key, value in part.timings_ms.items():

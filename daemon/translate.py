@@ -108,6 +108,9 @@ def transcript_body(result: JobResult, engine: str, now: float) -> TranscriptBod
         reason=u.reason,
         tokens=list(t.tokens),
         timings_ms={k: round(v, 2) for k, v in timings.items()},
+        # no speech (nonspeech.py): empty text, and what the engine made up, if it decoded
+        suppressed="nonspeech" if result.dropped else None,
+        suppressed_text=(result.dropped.text or None) if result.dropped else None,
     )
 
 

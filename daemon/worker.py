@@ -15,7 +15,9 @@ being spoken (at a pause, or for a partial result). Its rules:
   speech ended inside the audio it covered: the extents decide, not timing) takes that result
   as its own, without a second decode, waiting for it if it is still running;
 - any other speculative decode still running when a final comes, or cancelled because speech
-  resumed, is cancelled: an interruptible engine stops between tokens, any other runs on and its
+  resumed, is cancelled: an interruptible engine stops between tokens (Cohere) or stages (Whisper:
+  features, encoder, decoder), so a final waits for one step of it, not for all of it (on the
+  clean session a final once waited 0.6 s behind such a decode); any other engine runs on and its
   result is discarded;
 - each speculative decode ends up used (it became the final, or the caller showed it as a
   partial) or wasted; both are counted (`SpeculationStats`).
@@ -23,6 +25,10 @@ being spoken (at a pause, or for a partial result). Its rules:
 Text streamed by a final decode (a remote server's deltas) reaches `on_stream` at most once per
 `stream_interval_s`, the newest text winning, and never after that job's result: a server sending
 thousands of deltas costs a few partial events, not one event per delta with the whole text.
+
+Every final passes the non-speech guard (nonspeech.py): an utterance the segmenter heard too
+little speech in is not decoded, and a text the engine made up from noise is dropped; either way
+its final is delivered, with empty text and the reason (`JobResult.dropped`), and counted.
 
 A warm-up no server answered (at login the network may not be up yet) is tried again with backoff
 (warmup.py) instead of failing the start; `waiting` says why meanwhile.
@@ -37,97 +43,25 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Literal, TypeVar
-
-import numpy as np
+from typing import Any, TypeVar
 
 from .audio.format import int16_to_float32
 from .engines.base import Cancelled, Engine, Transcript
 from .errors import DictatedError
-from .events import Utterance
+from .jobs import Job, JobResult, Speculation, SpeculationStats, SpeculativeResult
+from .nonspeech import NonSpeechGuard, describe
 from .stream_throttle import StreamThrottle
 from .warmup import warm_up
 
+__all__ = ["Job", "JobResult", "Speculation", "SpeculationStats", "SpeculativeResult", "Worker"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: ids of utterances whose final was submitted, remembered so a late speculative result of one is
 #: never shown as a partial after (or instead of) its final; far more than can be in flight
 _ENDED_MEMORY = 64
-
-
-@dataclass(frozen=True)
-class Job:
-    """One utterance to transcribe, with the wall-clock times (epoch s) the latency split needs."""
-
-    id: str
-    utterance: Utterance
-    language: str
-    start_wall: float  # capture time of the utterance's first sample
-    speech_start_wall: float  # capture time of the detected speech onset (no pre-roll)
-    speech_end_wall: float  # capture time of the end of speech
-    closed_wall: float  # when the segmenter decided the utterance was over (after the hangover)
-    queued_wall: float  # when the worker accepted it
-    channel: str = ""  # the label of the channel it was heard on
-
-
-@dataclass(frozen=True)
-class JobResult:
-    job: Job
-    transcript: Transcript | None
-    error: str | None  # why the engine failed, if it did
-    engine_started: float
-    engine_finished: float
-    speculative: bool = False  # the transcript is a speculative decode's, made before the end
-
-
-@dataclass(frozen=True)
-class Speculation:
-    """A decode of an utterance still open: its audio so far and the extent that audio covers."""
-
-    id: str  # the utterance's id (assigned at speech start)
-    pcm: np.ndarray  # int16, from the utterance's first sample (pre-roll included) so far
-    start_sample: int  # stream offset of pcm[0]
-    speech_end_sample: int  # stream offset just after the last voiced frame in pcm
-    language: str
-    reason: Literal["pause", "partial"]
-    channel: str = ""  # each channel has its own pending request: two never displace each other
-
-    @property
-    def end_sample(self) -> int:
-        return self.start_sample + len(self.pcm)
-
-    def covers(self, utterance: Utterance, language: str) -> bool:
-        """True if the finished `utterance` has no speech this decode did not hear.
-
-        The speculative audio is a prefix of the utterance's when both start at the same sample;
-        if speech ended inside that prefix, what follows is the unvoiced tail the segmenter
-        waited through, and the speculative text is the utterance's text.
-        """
-        return (
-            self.start_sample == utterance.start_sample
-            and utterance.speech_end_sample <= self.end_sample
-            and self.language == language
-        )
-
-
-@dataclass(frozen=True)
-class SpeculativeResult:
-    speculation: Speculation
-    transcript: Transcript
-    engine_started: float
-    engine_finished: float
-
-
-@dataclass
-class SpeculationStats:
-    """Counters of the speculative lane since start (reported in status and the benchmark)."""
-
-    started: int = 0  # speculative decodes run on the engine
-    reused: int = 0  # ... whose result became the final (no second decode)
-    wasted: int = 0  # ... cancelled, failed, discarded, or neither final nor shown as a partial
 
 
 @dataclass
@@ -178,6 +112,7 @@ class Worker:
         self.engine: Engine | None = None
         self.completed = 0
         self.speculation = SpeculationStats()
+        self.nonspeech = NonSpeechGuard()  # no invented text (nonspeech.py); counts its drops
         #: the next speculative decode to start, per channel (insertion order: oldest first)
         self._pending: dict[str, Speculation] = {}
         self._running: _Run | None = None
@@ -321,8 +256,10 @@ class Worker:
             self._retire_candidate(speculation.channel)
             self._candidates[speculation.channel] = candidate = _Candidate(result, used=False)
             if self._on_speculative is not None and speculation.id not in self._ended:
+                # the candidate keeps the whole text: the final's check has the speech probability
+                shown = replace(result, transcript=self.nonspeech.for_partial(transcript))
                 try:
-                    candidate.used = bool(self._on_speculative(result))
+                    candidate.used = bool(self._on_speculative(shown))
                 except Exception:
                     log.exception("could not deliver the speculative result of %s", speculation.id)
         self._kick()
@@ -387,6 +324,34 @@ class Worker:
             self._retire_candidate(channel)
 
     async def _final(self, job: Job) -> JobResult:
+        """The job's result: no decode if it held no speech, else a decode (or the speculative
+        one it can reuse) whose text the non-speech guard checks."""
+        dropped = self.nonspeech.gate(job.utterance, job.id)
+        if dropped is not None:
+            self._forget(job)
+            now = time.time()
+            return JobResult(job, Transcript("", job.language), None, now, now, dropped=dropped)
+        result = await self._decode(job)
+        if result.transcript is None:
+            return result
+        what = describe(job.id, job.utterance)
+        dropped = self.nonspeech.check(result.transcript, job.utterance.speech_prob, what)
+        if dropped is None:
+            return result
+        empty = replace(result.transcript, text="", tokens=())
+        return replace(result, transcript=empty, dropped=dropped)
+
+    def _forget(self, job: Job) -> None:
+        """No final will take this job's speculative decodes: stop the one running, retire the
+        one done (the engine is freed for the next job without waiting here)."""
+        run = self._running
+        if run is not None and run.speculation.id == job.id:
+            run.cancel.set()
+        candidate = self._candidates.get(job.channel)
+        if candidate is not None and candidate.result.speculation.id == job.id:
+            self._retire_candidate(job.channel)
+
+    async def _decode(self, job: Job) -> JobResult:
         reused = await self._reuse(job)
         if reused is not None:
             return JobResult(

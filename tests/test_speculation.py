@@ -365,3 +365,52 @@ def test_whisper_in_real_time_takes_its_finals_from_the_pauses(isolated_env, fre
     assert len(decodes) == status["speculative"] + len(finals) - len(reused)
     assert status["speculative"] - status["speculative_wasted"] >= len(reused)
     assert reused, "at least one final should come from its pause"
+
+
+@pytest.mark.slow
+def test_a_final_does_not_wait_for_the_whisper_decode_that_speech_made_useless(monkeypatch):
+    """The real Whisper: a speculative decode cancelled while its encoder runs stops there
+    (the decoder never runs for it), so the final behind it decodes at once. Deterministic: the
+    encoder of the speculative decode is held until the final has been submitted."""
+    from faster_whisper import WhisperModel
+
+    engine = create_engine("whisper", EngineOptions())
+    first, whole = compose(SENTENCES[:1], 0.5), compose(SENTENCES[:2], 0.3)
+    entered, release = asyncio.Event(), asyncio.Event()
+    encode, generate = WhisperModel.encode, WhisperModel.generate_with_fallback
+    decoded: list[int] = []  # encoder frames of each decode that reached the decoder
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def held_encode(self, features):
+        if loop is not None and not release.is_set():  # the speculative decode's encoder
+            asyncio.run_coroutine_threadsafe(_enter(), loop).result()
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result()
+        return encode(self, features)
+
+    async def _enter():
+        entered.set()
+
+    def counted_generate(self, encoder_output, *args):
+        decoded.append(encoder_output.shape[1])
+        return generate(self, encoder_output, *args)
+
+    async def main():
+        nonlocal loop
+        async with Lane(engine) as lane:
+            monkeypatch.setattr(WhisperModel, "encode", held_encode)
+            monkeypatch.setattr(WhisperModel, "generate_with_fallback", counted_generate)
+            loop = asyncio.get_running_loop()
+            lane.worker.speculate(speculation(first.pcm[: first.spoken[0].end_sample], 0))
+            await entered.wait()
+            submitted = asyncio.create_task(lane.worker.submit(job(whole.pcm, len(whole.pcm))))
+            await asyncio.sleep(0)  # submit() cancels the running decode it cannot use
+            release.set()
+            await submitted
+        return lane
+
+    lane = run(main())
+    (final,) = lane.finals
+    assert not final.speculative
+    assert final.transcript.text == " ".join(SENTENCES[:2])
+    assert len(decoded) == 1  # the final's: the cancelled decode stopped before the decoder
+    assert lane.speculative == [] and lane.worker.speculation.wasted == 1

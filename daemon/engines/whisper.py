@@ -21,6 +21,7 @@ import logging
 import math
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,20 +50,62 @@ def window_frames(samples: int, window_s: float | None) -> int:
     return round(min(window_s, WINDOW_S) * _FRAMES_PER_S)
 
 
+@dataclass(frozen=True)
+class Window:
+    """What the decoder made of one 30 s window, with Whisper's own no-speech signals."""
+
+    text: str
+    tokens: tuple[int, ...]
+    no_speech_prob: float  # probability of <|nospeech|> at the window's first step
+    avg_logprob: float  # mean log-probability of its tokens (faster-whisper's reckoning)
+    skipped: bool  # faster-whisper's no-speech rule left it out of the segments
+
+
 def _windowed_model(*args, **kwargs):
     """A faster-whisper model whose encoder sees only the first `window` frames of its padded
-    input (faster-whisper imported here, when the engine loads)."""
+    input, that stops between stages when `cancel` is set, and that keeps each window's decode
+    in `windows` (faster-whisper imported here, when the engine loads). One call at a time: the
+    engine is owned by one thread."""
     from faster_whisper import WhisperModel
 
     class WindowedWhisperModel(WhisperModel):
         window: int | None = None  # frames; None: the whole 30 s
+        cancel: threading.Event | None = None  # checked before the encoder and the decoder
+        windows: list[Window]  # this call's windows, in order
 
         def encode(self, features):
+            check_cancelled(self.cancel)
             if self.window is not None and features.shape[-1] > self.window:
                 features = features[..., : self.window]
             return super().encode(features)
 
+        def generate_with_fallback(self, encoder_output, prompt, tokenizer, options):
+            check_cancelled(self.cancel)
+            decoded = super().generate_with_fallback(encoder_output, prompt, tokenizer, options)
+            result, avg_logprob = decoded[0], decoded[1]
+            no_speech, min_logprob = options.no_speech_threshold, options.log_prob_threshold
+            skipped = (
+                no_speech is not None
+                and result.no_speech_prob > no_speech
+                and not (min_logprob is not None and avg_logprob > min_logprob)
+            )  # the test generate_segments makes right after this call
+            tokens = tuple(t for t in result.sequences_ids[0] if t < tokenizer.eot)
+            text = tokenizer.decode(list(tokens))
+            self.windows.append(Window(text, tokens, result.no_speech_prob, avg_logprob, skipped))
+            return decoded
+
     return WindowedWhisperModel(*args, **kwargs)
+
+
+def signals(windows: list[Window]) -> tuple[float | None, float | None]:
+    """(no-speech probability, average log-probability) of a transcript made of `windows`: the
+    most speech-like window's no-speech probability (one window of speech is speech), and the
+    log-probability averaged over all their tokens."""
+    if not windows:
+        return None, None
+    weights = [len(w.tokens) + 1 for w in windows]  # faster-whisper's (seq_len + 1) per window
+    logprob = sum(w.avg_logprob * n for w, n in zip(windows, weights, strict=True)) / sum(weights)
+    return min(w.no_speech_prob for w in windows), logprob
 
 
 def bundled_model_path() -> Path | None:
@@ -97,6 +140,7 @@ def resolve_model(model: str | None) -> tuple[str, str]:
 class WhisperEngine(Engine):
     name = "whisper"
     languages = ("en",)
+    interruptible = True  # between stages: features, encoder, decoder (see `transcribe`)
 
     def __init__(self, model, description: str, beam_size: int, window_s: float | None = None):
         self._model = model
@@ -149,26 +193,48 @@ class WhisperEngine(Engine):
     def transcribe(
         self, pcm: np.ndarray, language: str | None = None, cancel: threading.Event | None = None
     ) -> Transcript:
-        """CTranslate2 decodes a window in one call that cannot be interrupted, so `cancel` is
-        only checked before it starts (a decode cancelled later runs on and is discarded)."""
+        """`cancel` is checked before the features, the encoder and the decoder: each is one
+        CTranslate2 call that cannot be interrupted, so a cancelled decode stops within one
+        stage (~0.1 s for a sentence on 2 cores) instead of running to its end.
+
+        The transcript carries Whisper's no-speech probability and average log-probability
+        (`signals`) for the non-speech guard. Where faster-whisper's own no-speech rule left out
+        every window, the text it left out is returned with those signals, so the guard drops
+        it in the open (logged, counted) rather than the engine silently."""
         language = self.check_language(language)
         check_cancelled(cancel)
         started = time.perf_counter()
-        self._model.window = window_frames(len(pcm), self._window_s)
-        segments, _info = self._model.transcribe(
-            pcm,
-            language=language,
-            beam_size=self._beam_size,
-            vad_filter=False,  # the daemon's segmenter already cut the utterance
-            condition_on_previous_text=False,
-            without_timestamps=True,
-        )
-        segments = list(segments)  # the generator does the work: consume it on this thread
-        text = " ".join(s.text.strip() for s in segments).strip()
-        tokens = tuple(t for s in segments for t in s.tokens)
+        model = self._model
+        model.window = window_frames(len(pcm), self._window_s)
+        model.cancel, model.windows = cancel, []
+        try:
+            segments, _info = model.transcribe(
+                pcm,
+                language=language,
+                beam_size=self._beam_size,
+                vad_filter=False,  # the daemon's segmenter already cut the utterance
+                condition_on_previous_text=False,
+                without_timestamps=True,
+            )
+            segments = list(segments)  # the generator does the work: consume it on this thread
+        finally:
+            model.cancel, windows = None, model.windows
+        kept = [w for w in windows if not w.skipped] or windows
+        if segments:
+            text = " ".join(s.text.strip() for s in segments).strip()
+            tokens = tuple(t for s in segments for t in s.tokens)
+        else:
+            text = " ".join(w.text.strip() for w in kept).strip()
+            tokens = tuple(t for w in kept for t in w.tokens)
+        no_speech_prob, avg_logprob = signals(kept)
         elapsed = (time.perf_counter() - started) * 1000
         return Transcript(
-            text=text, language=language, tokens=tokens, timings_ms={"total": elapsed}
+            text=text,
+            language=language,
+            tokens=tokens,
+            timings_ms={"total": elapsed},
+            no_speech_prob=no_speech_prob,
+            avg_logprob=avg_logprob,
         )
 
     def relative_cost(self, samples: int) -> float:
