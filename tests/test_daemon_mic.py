@@ -205,7 +205,10 @@ def test_pause_releases_the_microphone_and_resume_takes_it_again(isolated_env, t
         daemon.stop()
         events.close()
         mic.close()
-    assert "exercise" in _transcripts(events)[0]
+    # the sentence after the resume is heard whole; not "exercise" itself, which tiny.en hears as
+    # "rec-rester size" on some alignments of a live stream's blocks (the audio is intact)
+    text = _transcripts(events)[0]
+    assert "doctor" in text and "good sleep" in text and "important" in text, text
     assert _device_states(events) == ["ok", "closed", "ok"]
     # paused time is stream time: the sentence after the pause sits after it
     assert events.of("transcript")[0]["stream_start"] > 1.0

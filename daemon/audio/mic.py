@@ -155,7 +155,9 @@ class MicSource(AudioSource):
                     continue
                 try:
                     async for block in self._stream_blocks():
-                        if self.device_state != "ok":
+                        # audio a suspended stream captured before it closed is not the device
+                        # coming back: the state stays "closed" (pause tests saw ok/closed/ok/closed)
+                        if self.device_state != "ok" and not self._suspended:
                             if self.device_state == "lost":
                                 log.info("audio device %r is back", self._device.name)
                             self._set_state("ok")
