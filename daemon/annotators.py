@@ -2,8 +2,10 @@
 
 Whisper's logit filters are the model: each stage does one thing, the router just applies the
 list (assembled in `router.stages_for`). The first stage names the speaker from the channel; the
-echo suppressor (echo_stage.py) goes after it, a diarizer could go after that. A stage sees the results of ALL channels, in the order the engine
-finished them, and the voice activity of all channels as it happens, so it may:
+echo suppressor (echo_stage.py) goes after it, a diarizer could go after that; the typing
+state and voice commands (voice_commands.py) come last, so they see what will be published.
+A stage sees the results of ALL channels, in the order the engine finished them, and the voice
+activity of all channels as it happens, so it may:
 
 - pass a result on (`push` returns it), change it (`dataclasses.replace` on the body), or drop it
   (returns nothing: an echo of the other channel);

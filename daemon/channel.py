@@ -22,6 +22,7 @@ from .audio.source import AudioSource
 from .capture import Capture, Heard
 from .channel_spec import ChannelSpec, speaker_of
 from .config import Config
+from .control_state import Mode
 from .engines.base import Engine
 from .errors import DictatedError
 from .protocol import PartialBody
@@ -48,13 +49,14 @@ class Channel:
         speaker: str | None,
         on_heard: OnChannelHeard,
         on_device_state: OnDeviceState,
+        mode: Callable[[], Mode] = lambda: "continuous",
     ):
         self.spec = spec
         self.label = spec.label
         self.speaker = speaker
         self.source = source
         self.capture = Capture(
-            source, options, self._new_id, self._heard, after_block=self._after_block
+            source, options, self._new_id, self._heard, after_block=self._after_block, mode=mode
         )
         self.speculator: Speculator | None = None  # once the engine is loaded (its hints)
         self.utterances = 0  # finished and handed to the engine
@@ -100,6 +102,7 @@ class Channel:
             "device_state": source.device_state,
             "overflows": source.overflows if source.device else None,
             "paused": self.paused,
+            "held": self.capture.held or None,  # a push-to-talk key is down on this channel
             "utterances": self.utterances,
             "errors": self.errors,
         }
@@ -169,10 +172,14 @@ async def open_channels(
     on_heard: OnChannelHeard,
     on_device_state: OnDeviceState,
     first_source: AudioSource | None = None,
+    mode: Callable[[], Mode] | None = None,
 ) -> list[Channel]:
     """Every configured source, each a channel (`first_source`, from a test, replaces the
     first's); ids name the channel once there are several. If one cannot open, those opened
-    already are closed again (a microphone released) before the error goes on."""
+    already are closed again (a microphone released) before the error goes on. `mode()`: the
+    daemon's (its ControlState owns it; without one, the config's)."""
+    if mode is None:
+        mode = lambda: config.control.mode  # noqa: E731
     audio, specs = config.audio, config.audio.channels()
     channels: list[Channel] = []
     for i, spec in enumerate(specs):
@@ -198,6 +205,7 @@ async def open_channels(
             speaker=speaker_of(spec, config.speakers, len(specs)),
             on_heard=on_heard,
             on_device_state=on_device_state,
+            mode=mode,
         )
         channels.append(channel)
     return channels

@@ -12,18 +12,25 @@ manager can tell what a restart may fix:
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import logging
-import os
-import sys
-from pathlib import Path
-from typing import Any
+import time
 
-from . import __version__
-from .cli_flags import add_config_flags
-from .errors import ConfigError, DictatedError
+#: when this command was run: a `ptt` request says it (`at`), so a press from a process that was
+#: slow to start lands where the key went down, and one overtaken by its release is dropped
+STARTED_AT = time.time()
+
+import argparse  # noqa: E402  (after STARTED_AT: the time is taken first)
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .cli_flags import add_config_flags  # noqa: E402
+from .control_state import MODES, PttAction  # noqa: E402
+from .errors import ConfigError, DictatedError  # noqa: E402
 
 log = logging.getLogger("dictated")
 
@@ -103,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to keep publishing after end of input",
     )
     run.add_argument("--journal", dest="journal.path", help="transcript journal (JSONL)")
+    run.add_argument(
+        "--mode",
+        dest="control.mode",
+        choices=MODES,
+        help="continuous (default): the voice opens utterances; push-to-talk: only speech while "
+        "a key is held (`dictated ptt press/release`, dictated-hotkey) becomes text",
+    )
     add_config_flags(run)
     run.set_defaults(func=cmd_run)
 
@@ -140,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     control_command("resume", "listen again")
     lang = control_command("language", "show or set the running daemon's language")
     lang.add_argument("language", nargs="?", help="language code; omit to show the current one")
+    ptt = control_command(
+        "ptt", "push-to-talk: a key went down (press), up (release) or was tapped (toggle)"
+    )
+    ptt.add_argument("action", choices=tuple(PttAction))
+    ptt.add_argument(
+        "--channel", metavar="LABEL", help="the channel (default: the microphone's, else the first)"
+    )
+    control_command("toggle", "listening on/off (off releases the microphone, as pause does)")
+    typing = control_command("typing", "arm or disarm typing clients (dictated-type)")
+    typing.add_argument("armed", choices=("on", "off", "toggle"))
 
     dev = sub.add_parser("devices", help="list audio input devices")
     dev.set_defaults(func=cmd_devices)
@@ -286,17 +310,15 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def _control_endpoint(args: argparse.Namespace) -> str:
     """Where the daemon listens: --control, else --runtime-dir, else the config's socket dir."""
     from . import paths
-    from .config import load_config
     from .protocol import CONTROL_SOCKET
 
     if args.control:
         return args.control
-    directory = (
-        Path(args.runtime_dir)
-        if args.runtime_dir
-        else load_config(args.config).transport.socket_dir()
-    )
-    return paths.ipc_endpoint(directory, CONTROL_SOCKET)
+    if args.runtime_dir:
+        return paths.ipc_endpoint(Path(args.runtime_dir), CONTROL_SOCKET)
+    from .config import load_config  # only here: it brings the engines' options (numpy)
+
+    return paths.ipc_endpoint(load_config(args.config).transport.socket_dir(), CONTROL_SOCKET)
 
 
 def cmd_control(args: argparse.Namespace) -> int:
@@ -304,17 +326,32 @@ def cmd_control(args: argparse.Namespace) -> int:
     from .protocol import escape_controls, json_line
 
     client = ControlClient(_control_endpoint(args))
-    extra = {"language": args.language} if args.cmd == "language" and args.language else {}
-    reply = client.request(args.cmd, **extra)
+    reply = client.request(args.cmd, **_request_args(args))
     if args.json:
         print(json_line(reply, indent=2))
     elif args.cmd == "status":
         from .status_view import format_status
 
         print(format_status(reply))
+    elif args.cmd in ("ptt", "toggle", "typing"):
+        from .status_view import control_line
+
+        print(control_line(reply))
     else:
         print(escape_controls(str(reply.get("state") or reply.get("language"))))
     return 0
+
+
+def _request_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The control request's arguments from a command's own (status, pause ... have none)."""
+    if args.cmd == "language":
+        return {"language": args.language} if args.language else {}
+    if args.cmd == "ptt":
+        channel = {"channel": args.channel} if args.channel else {}
+        return {"action": args.action, "at": round(STARTED_AT, 3), **channel}
+    if args.cmd == "typing":
+        return {"armed": {"on": True, "off": False}.get(args.armed, args.armed)}
+    return {}
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

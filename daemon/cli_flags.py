@@ -29,7 +29,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--compute-type",
         dest="engine.compute_type",
-        help="whisper: int8, float16...; torch: float32, float16, bfloat16",
+        help="whisper: int8, float16...; cohere-torch: float32, bfloat16, float16, int8 (default: bf16 where the CPU/GPU has it natively, else fp32)",
     )
     p.add_argument(
         "--compute-units",

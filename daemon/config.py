@@ -19,12 +19,13 @@ from urllib.parse import urlsplit
 from . import paths
 from .audio.mic_stream import BLOCK_MS, IDLE_BLOCK_MS
 from .channel_spec import ChannelSpec, check_speakers, check_spec, parse_channels
+from .control_state import ControlOptions
 from .engines.base import EngineOptions
 from .engines.registry import ENGINE_NAMES
 from .errors import ConfigError
 from .journal import Rotation
 from .loopback import is_loopback_host
-from .segmenter import SegmenterOptions
+from .segmenter_options import SegmenterOptions
 from .shutdown import DEFAULT_LINGER_S
 from .speculation import SpeculationOptions
 
@@ -144,6 +145,7 @@ class Config:
     log: LogOptions = field(default_factory=LogOptions)
     speakers: dict[str, str] = field(default_factory=dict)  # [speakers]: channel label -> name
     echo: EchoChoice = field(default_factory=EchoChoice)
+    control: ControlOptions = field(default_factory=ControlOptions)  # push-to-talk, typing
     source_file: Path | None = None  # the TOML file this came from, for messages
 
 
@@ -158,6 +160,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "log": ("log",),
     "speakers": (),  # a free table: channel label -> name (channel_spec.py)
     "echo": ("echo",),
+    "control": ("control",),
 }
 
 
@@ -206,6 +209,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             except ConfigError:
                 continue  # the message below names the whole union
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    if origin is typing.Literal:  # a choice, e.g. control.mode
+        choices = typing.get_args(tp)
+        if value in choices:
+            return value
+        raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}, got {value!r}")
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(tp)
         if isinstance(value, str) or not isinstance(value, list | tuple):

@@ -15,7 +15,8 @@ import numpy as np
 
 from .audio.format import SAMPLE_RATE
 
-EndReason = Literal["silence", "max_length", "end_of_input"]
+# "key": a push-to-talk release ended it (keyed_segmenter.py)
+EndReason = Literal["silence", "max_length", "end_of_input", "key"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Utterance:
     # how much of it the VAD heard as speech, 0..1 (the Silero stage: the mean speech probability
     # over its frames from onset to last voiced frame); None when no such stage ran
     speech_prob: float | None = None
+    by_key: bool = False  # opened by a push-to-talk press (keyed_segmenter.py), not by the VAD
 
     @property
     def onset_sample(self) -> int:

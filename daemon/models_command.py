@@ -11,19 +11,16 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    """Add the `models` command (with its subcommands) to the main parser's subparsers."""
-    from .engines.cohere.coreml.pull import DEFAULT_VARIANT, VARIANTS
-
+    """Add the `models` command (with its subcommands) to the main parser's subparsers.
+    Nothing of the model manager is imported here: every `dictated` command builds this parser,
+    and `dictated ptt press` from a key binding must start fast."""
     models = subparsers.add_parser("models", help="download, list, verify or export CoreML models")
     sub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
 
-    variants = "; ".join(f"{name}: {v.description}" for name, v in VARIANTS.items())
     pull = sub.add_parser("pull", help="download a published CoreML pair from Hugging Face")
     pull.add_argument(
         "--variant",
-        default=DEFAULT_VARIANT,
-        choices=list(VARIANTS),
-        help=f"default {DEFAULT_VARIANT}. {variants}",
+        help="which published pair (default: the measured best); an unknown name lists them all",
     )
     pull.add_argument("--revision", help="pin a repo revision (commit sha, tag or branch)")
     pull.add_argument(
@@ -112,9 +109,10 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from .engines.cohere.coreml.pull import pull
+    from .engines.cohere.coreml.pull import DEFAULT_VARIANT, pull
 
     _setup_logging(args)
+    args.variant = args.variant or DEFAULT_VARIANT
     dest = pull(args.variant, revision=args.revision, dest=args.dest)
     print(f"{args.variant} ready in {dest}")
     print(

@@ -36,7 +36,7 @@ def topic_matches(topic: str, subscriptions: Iterable[str]) -> bool:
     return any(topic.startswith(s) for s in subscriptions)
 
 
-COMMANDS = ("status", "pause", "resume", "language", "history")
+COMMANDS = ("status", "pause", "resume", "language", "history", "ptt", "toggle", "typing")
 MAX_HISTORY = 10_000  # events per history reply
 
 
@@ -101,14 +101,22 @@ class TranscriptBody(Body):
     latency_ms: float  # end of speech -> publish
     engine: str
     truncated: bool
-    reason: str  # silence | max_length | end_of_input
+    reason: str  # silence | max_length | end_of_input | key (a push-to-talk release)
     tokens: list[int] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     channel: str | None = None  # the label of the audio source it was heard on
     speaker: str | None = None  # who spoke, where known (the annotators set it)
-    #: "echo": the microphone heard the speakers; `text` is empty, what was heard is kept here
+    #: "echo": the microphone heard the speakers; "nonspeech": the audio held no speech (noise the
+    #: engine was not asked to decode, or text it made up from noise); `text` is empty, what was
+    #: heard (if decoded) is kept here
     suppressed: str | None = None
     suppressed_text: str | None = None
+    #: opened by a push-to-talk press (always, in push-to-talk mode)
+    by_key: bool | None = None
+    #: typing was armed when this was published (after a command this very utterance carried)
+    armed: bool | None = None
+    #: "stop_dictation" | "start_dictation": the whole utterance was that voice command (never typed)
+    command: str | None = None
 
 
 VAD_EVENTS = ("speech_start", "pause", "speech_end")
@@ -181,8 +189,14 @@ class StatusBody(Body):
     overflows: int | None = None
     speculative: int | None = None
     speculative_wasted: int | None = None
+    dropped_nonspeech: int | None = None  # utterances not decoded: they held too little speech
+    dropped_hallucinations: int | None = None  # decoded, their text made up from noise: dropped
     #: each audio source: {"label", "source", "device_state", "utterances", "errors", ...}
     channels: list[dict[str, Any]] | None = None
+    mode: str | None = None  # continuous | push-to-talk
+    held: bool | None = None  # a push-to-talk key is down
+    armed: bool | None = None  # typing clients should type
+    listening: bool | None = None  # false once `toggle` (or pause) stopped every channel
 
 
 @dataclass(frozen=True)

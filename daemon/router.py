@@ -26,6 +26,7 @@ from .capture import Heard
 from .channel import Channel
 from .channel_spec import ChannelSpec, speaker_of
 from .config import Config, EchoChoice
+from .control_state import ControlState, voice_channel
 from .echo import EchoOptions
 from .echo_stage import EchoStage
 from .errors import ConfigError
@@ -40,6 +41,7 @@ from .translate import (
     transcript_body,
     vad_body,
 )
+from .voice_commands import TypingState
 from .worker import Job, JobResult, SpeculativeResult, Worker
 
 log = logging.getLogger(__name__)
@@ -177,15 +179,18 @@ class Router:
                 log.debug("utterance %s: %s", body.id, body.text)
 
 
-def stages_for(config: Config) -> list[Annotator]:
+def stages_for(config: Config, control: ControlState | None = None) -> list[Annotator]:
     """The annotator stages, in order, assembled in this one place: the speaker first, then the
-    echo suppressor where a mic and a system channel run together."""
+    echo suppressor where a mic and a system channel run together, then (given the daemon's
+    `control`) the typing state and voice commands, last so they see what will be published."""
     specs = config.audio.channels()
     speakers = {c.label: speaker_of(c, config.speakers, len(specs)) for c in specs}
     stages: list[Annotator] = [SpeakerFromChannel(speakers)]
     echo = _echo_stage(config.echo, specs)
     if echo is not None:
         stages.append(echo)
+    if control is not None:
+        stages.append(TypingState(control, command_channel=voice_channel(specs).label))
     return stages
 
 

@@ -8,7 +8,7 @@ and every utterance has been published.
 
 The parts it runs: `channel.py` (per source: clock, segmenter, speculator, ids), `router.py`
 (what channels hear -> events and jobs; results -> annotators -> events), `worker.py` (the
-engine's thread), `transport/` (PUB socket, journal, control socket) and `commands.py`.
+engine's thread), `transport/` (PUB socket, journal, control socket), `commands.py`, `switches.py`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .audio.source import AudioSource
 from .channel import Channel, channels_status, open_channels, run_channels
 from .commands import Commands
 from .config import Config
+from .control_state import ControlState
 from .engines.base import Engine
 from .engines.registry import create_engine
 from .errors import ConfigError, DictatedError
@@ -35,6 +36,7 @@ from .reload import load_reload, log_reload
 from .router import Router, stages_for
 from .shutdown import DRAIN_TIMEOUT_S
 from .sockets import Sockets
+from .switches import Switches
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,11 @@ class Daemon:
         #: why an audio source ended early, if one did: the CLI turns it into the exit code
         self.failure: DictatedError | None = None
         self.sockets = Sockets()  # opened by serve(), closed whatever it got to
+        #: the mode and the typing switch; pause/resume, toggle and the key (switches.py)
+        self.control = ControlState(config.control, on_change=self._publish_status)
+        self.switches = Switches(
+            self.control, lambda: self.channels, self._publish_status, self._listening_changed
+        )
         # the worker hands results to the router, which needs the worker: bound late
         self.worker = Worker(
             self._engine_factory,
@@ -89,7 +96,7 @@ class Daemon:
         self.router = Router(
             self.worker,
             self._publish,
-            Annotators(stages_for(config)),
+            Annotators(stages_for(config, self.control)),
             language=lambda: self.language,
             engine_name=lambda: self.engine_name,
             partials=lambda: self.config.speculation.partials != "off",
@@ -116,6 +123,7 @@ class Daemon:
                 self.router.heard,
                 self._on_device_state,
                 first_source=self._test_source,
+                mode=lambda: self.control.mode,
             )
             self.router.channels = {c.label: c for c in self.channels}
             self._set_state(State.WARMING, detail="loading and warming up the speech engine")
@@ -133,7 +141,7 @@ class Daemon:
                     lambda: self.language,
                 )  # fmt: skip
             log.info("%s", self.channels[0].speculator.describe())  # type: ignore[union-attr]
-            self._set_state(State.PAUSED if self._all_paused() else State.READY)
+            self._set_state(State.PAUSED if self.switches.all_paused() else State.READY)
             worker_task = asyncio.create_task(self.worker.run(), name="worker")
             heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
             self.failure = failure = await run_channels(self.channels, self._stop, self._on_failure)
@@ -205,25 +213,12 @@ class Daemon:
 
     # -- state, as the control commands change it ------------------------------------------
 
-    def _all_paused(self) -> bool:
-        return bool(self.channels) and all(c.paused for c in self.channels)
-
-    async def pause(self, label: str | None = None) -> None:
-        """Ignore a channel's audio (all channels' without `label`) until resumed; the utterance
-        under way is transcribed, not lost, and a microphone is released (its stream closed,
-        so the OS indicator goes off)."""
-        for channel in self.channels:
-            if label in (None, channel.label):
-                await channel.capture.pause()
-        if self.state is State.READY and self._all_paused():
-            self._set_state(State.PAUSED)
-
-    async def resume(self, label: str | None = None) -> None:
-        for channel in self.channels:
-            if label in (None, channel.label):
-                await channel.capture.resume()
-        if self.state is State.PAUSED and not self._all_paused():
-            self._set_state(State.READY)
+    def _listening_changed(self, listening: bool) -> bool:
+        """Every channel paused, or one resumed: the state says it (and publishes it)."""
+        if self.state is (State.PAUSED if listening else State.READY):
+            self._set_state(State.READY if listening else State.PAUSED)
+            return True
+        return False
 
     async def reload(self) -> bool:
         """Read the config again and apply it (reload.py says what applies when); a config that
@@ -240,8 +235,10 @@ class Daemon:
             self.engine_name, self.model = engine.name, engine.description
             self.config_loaded_at = time.time()
             assert self.sockets.journal is not None
+            self.control.configure(plan.config.control)
             for channel in self.channels:
                 channel.capture.set_options(plan.config.segmenter)
+                channel.capture.mode_changed()
                 if channel.speculator is not None:
                     channel.speculator.configure(plan.config.speculation, engine)
             self.sockets.journal.rotation = plan.config.journal.rotation()
@@ -268,11 +265,15 @@ class Daemon:
             uptime_s=round(time.time() - self.started_at, 1),
             speculative=self.worker.speculation.started,
             speculative_wasted=self.worker.speculation.wasted,
+            dropped_nonspeech=self.worker.nonspeech.stats.skipped,
+            dropped_hallucinations=self.worker.nonspeech.stats.dropped,
             **channels_status(self.channels),
+            **self.switches.fields(),
         )
 
     def _publish_status(self) -> None:
-        self._publish(self.status_body())
+        if self.sockets.publisher is not None:  # nothing to tell before the sockets open
+            self._publish(self.status_body())
 
     def _set_state(self, state: State, detail: str | None = None) -> None:
         self.state = state

@@ -18,7 +18,7 @@ _SHOWN = {
     "state", "version", "pid", "uptime_s", "engine", "model", "language", "source", "device",
     "device_state", "utterances", "errors", "overflows", "pending", "lag_s", "speculative",
     "speculative_wasted", "seq", "endpoints", "journal", "heartbeat", "detail", "config_file",
-    "config_loaded_at", "channels",
+    "config_loaded_at", "channels", "mode", "held", "armed", "listening",
 }  # fmt: skip
 
 
@@ -68,6 +68,8 @@ def format_status(reply: Mapping[str, Any]) -> str:
         rows += [_channel_row(c) for c in channels if isinstance(c, Mapping)]
     elif source:
         rows.append(("audio", source))
+    if any(key in reply for key in ("mode", "held", "armed", "listening")):
+        rows.append(("key/typing", control_line(reply)))
     counts = _join(
         _count(get("utterances"), "utterance"),
         _count(get("errors"), "error"),
@@ -113,6 +115,24 @@ def format_status(reply: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def control_line(reply: Mapping[str, Any]) -> str:
+    """Who decides, in one line: `push-to-talk, key held, typing armed, listening` (what
+    `dictated ptt`, `toggle` and `typing` print; missing fields are left out)."""
+    get = reply.get
+    return escape_controls(
+        _join(
+            str(get("mode")) if get("mode") else None,
+            _flag(get("held"), "key held", "key up"),
+            _flag(get("armed"), "typing armed", "typing disarmed"),
+            _flag(get("listening"), "listening", "not listening"),
+        )
+    )
+
+
+def _flag(value: Any, yes: str, no: str) -> str | None:
+    return yes if value is True else no if value is False else None
+
+
 def _channel_row(channel: Mapping[str, Any]) -> tuple[str, str]:
     """One channel: `channel me  Alice: mic (device lost), 3 utterances, 1 error, paused`."""
     get = channel.get
@@ -129,6 +149,7 @@ def _channel_row(channel: Mapping[str, Any]) -> tuple[str, str]:
             _count(get("errors"), "error"),
             _count(get("overflows"), "overflow"),
             "paused" if get("paused") else None,
+            "key held" if get("held") else None,
         ),
     )
 

@@ -129,7 +129,8 @@ def test_one_source_gives_todays_events_plus_the_channel(isolated_env, free_port
     assert transcripts
     today = {*TRANSCRIPT_SCHEMA, "tokens", "timings_ms"}
     for t in transcripts:
-        assert set(t) == today | {"channel"}, set(t) ^ today  # no speaker: one unlabelled source
+        # no speaker (one unlabelled source); `by_key` and `armed` are issue 18's typing state
+        assert set(t) == today | {"channel", "by_key", "armed"}, set(t) ^ today
         assert t["channel"] == "file" and re.fullmatch(r"[0-9a-f]+-\d+", t["id"])
     for topic, body in events:
         if topic in ("vad", "partial"):

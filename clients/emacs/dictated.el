@@ -21,9 +21,14 @@
 ;; transcript's own control characters are never inserted: ESC, DEL, C1 and
 ;; bidi controls are dropped, and a raw line break or tab is one space.
 ;;
-;; M-x dictated-start   start inserting at point (turns on `dictated-mode')
+;; M-x dictated-start   start inserting at point (turns on `dictated-mode',
+;;                      whose lighter shows the daemon's state: Dict[PTT],
+;;                      Dict[disarmed], Dict[off])
 ;; M-x dictated-stop    stop
 ;; M-x dictated-status  show the daemon's state
+;;
+;; Only what `dictated-type' would type is inserted: never a voice command
+;; ("stop dictation"), nothing said while typing is disarmed.
 ;;
 ;; Transcripts come from `dictated-tail --json' run as a subprocess, so
 ;; Emacs never waits on the daemon; it waits for a daemon that is not
@@ -40,8 +45,8 @@
   :prefix "dictated-")
 
 (defcustom dictated-command
-  '("dictated-tail" "--json" "--topic" "transcript" "--wait")
-  "Command that prints the daemon's transcript events as JSON lines.
+  '("dictated-tail" "--json" "--topic" "transcript" "--topic" "status" "--wait")
+  "Command that prints the daemon's transcript and status events as JSON lines.
 Add \"--endpoint\" \"tcp://...\" and \"--control\" \"tcp://...\" for a
 daemon elsewhere."
   :type '(repeat string))
@@ -80,6 +85,10 @@ daemon elsewhere."
 (defvar dictated--stderr-partial "" "An incomplete line of process stderr.")
 (defvar dictated--last-error "" "The last line the process printed on stderr.")
 (defvar dictated--stopping nil "Non-nil while `dictated-stop' ends the process.")
+(defvar dictated--state nil
+  "The daemon's typing state from its status events.
+An alist of mode, held, armed, listening.  A JSON false is :false, so
+a field the daemon did not send (nil) is told apart.")
 
 ;;;; Composing utterances into edits (the rules of dictated-type)
 
@@ -205,18 +214,52 @@ json.el reads it (and `dictated-compose' drops the character)."
   (let ((value (or (and (fboundp 'json-parse-string)
                         (ignore-errors
                           (json-parse-string line :object-type 'alist
-                                             :null-object nil :false-object nil)))
+                                             :null-object nil :false-object :false)))
                    (ignore-errors
-                     (let ((json-object-type 'alist))
+                     (let ((json-object-type 'alist) (json-false :false))
                        (json-read-from-string line))))))
     (and (consp value) value)))
+
+(defun dictated--wanted (event)
+  "Non-nil when EVENT is a final `dictated-type' would type.
+Never a voice command; nothing said while typing was disarmed."
+  (and (not (alist-get 'command event))
+       (not (eq (alist-get 'armed event) :false))))
+
+(defun dictated--on-status (event)
+  "Keep the typing state of status EVENT; say a change of arming or listening."
+  (let ((before (copy-alist dictated--state)))
+    (dolist (key '(mode held armed listening))
+      (when (assq key event)
+        (setf (alist-get key dictated--state) (alist-get key event))))
+    (dolist (key '(armed listening))
+      (let ((old (assq key before)) (new (alist-get key dictated--state)))
+        (when (and old (not (equal (cdr old) new)))
+          (message "dictated: %s"
+                   (if (eq key 'armed)
+                       (if (eq new :false) "typing disarmed (`dictated typing on' arms it)"
+                         "typing armed")
+                     (if (eq new :false) "not listening" "listening"))))))
+    (force-mode-line-update t)))
+
+(defun dictated--lighter ()
+  "The mode line lighter: \" Dict\", or with the state: [PTT], [disarmed], [off]."
+  (let ((flags (delq nil
+                     (list (and (eq (alist-get 'listening dictated--state) :false) "off")
+                           (and (equal (alist-get 'mode dictated--state) "push-to-talk") "PTT")
+                           (and (eq (alist-get 'held dictated--state) t) "held")
+                           (and (eq (alist-get 'armed dictated--state) :false) "disarmed")))))
+    (if flags (format " Dict[%s]" (string-join flags ",")) " Dict")))
 
 (defun dictated--handle (line)
   "Insert the transcript in LINE, if it is one (other lines are ignored)."
   (let* ((event (dictated--parse line))
          (text (alist-get 'text event))
          (language (alist-get 'language event)))
+    (when (equal (alist-get 'topic event) "status")
+      (dictated--on-status event))
     (when (and (equal (alist-get 'topic event) "transcript")
+               (dictated--wanted event)
                (stringp text)
                (not (string-blank-p text)))
       (if (not (buffer-live-p (marker-buffer dictated--marker)))
@@ -275,6 +318,7 @@ json.el reads it (and `dictated-compose' drops the character)."
           dictated--partial ""
           dictated--stderr-partial ""
           dictated--last-error ""
+          dictated--state nil
           dictated--stopping nil)
     (setq dictated--stderr-process
           (make-pipe-process :name "dictated stderr" :noquery t :coding 'utf-8
@@ -310,7 +354,7 @@ json.el reads it (and `dictated-compose' drops the character)."
 ;;;###autoload
 (define-minor-mode dictated-mode
   "Insert the dictated daemon's transcripts at point in this buffer."
-  :lighter " Dict"
+  :lighter (:eval (dictated--lighter))
   (if dictated-mode
       (if (and dictated--process (process-live-p dictated--process))
           (progn

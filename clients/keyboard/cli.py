@@ -13,7 +13,7 @@ import sys
 
 import zmq
 
-from dictated.protocol import TOPIC_TRANSCRIPT
+from dictated.protocol import TOPIC_STATUS, TOPIC_TRANSCRIPT
 
 from ..control import CommandFailed, ControlClient, DaemonUnavailable
 from ..subscribe import Subscription, add_endpoint_options
@@ -21,6 +21,8 @@ from .backend import Backend, BackendUnavailable, TypingFailed
 from .compose import COMMANDS, Backspace, ComposeOptions, Composer
 from .detect import BACKENDS, choose
 from .dryrun import DryRunBackend
+from .gate import StateWatch, typed
+from .notify import Notifier
 
 log = logging.getLogger("dictated-type")
 
@@ -40,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"type this spoken command as words (repeatable): {', '.join(COMMANDS)}",
     )
     p.add_argument("--no-commands", action="store_true", help="type every spoken command as words")
+    p.add_argument(
+        "--armed-by-key",
+        action="store_true",
+        help="type only what was said while a key was held (`dictated ptt press`, dictated-hotkey)",
+    )
+    p.add_argument(
+        "--no-notify", action="store_true", help="no desktop notification when typing is (dis)armed"
+    )
     add_endpoint_options(p)
     p.add_argument("--count", type=int, metavar="N", help="exit after N transcripts")
     p.add_argument("--quiet", action="store_true", help="only errors on stderr")
@@ -75,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         sub = Subscription(
             args.endpoint,
             control=ControlClient(args.control),
-            topics=(TOPIC_TRANSCRIPT,),
+            topics=(TOPIC_TRANSCRIPT, TOPIC_STATUS),
             wait=True,
         )
     except zmq.ZMQError as exc:
@@ -84,12 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
     transcripts = 0
+    watch, notifier = StateWatch(), Notifier(enabled=not args.no_notify)
     try:
         for event in sub.events():
+            if event.topic == TOPIC_STATUS:
+                if change := watch.update(event.body):
+                    log.warning("%s", change)
+                    notifier.send(change)
+                continue
             if event.topic != TOPIC_TRANSCRIPT:
                 continue
             text = event.body.get("text")
-            if isinstance(text, str) and text.strip():
+            if typed(event.body, args.armed_by_key) and isinstance(text, str) and text.strip():
                 actions = composer.feed(text, str(event.body.get("language") or ""))
                 try:
                     apply(backend, actions)

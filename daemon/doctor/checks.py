@@ -40,8 +40,9 @@ def load_context(config_path: Path | None, mic_seconds: float) -> tuple[DoctorCo
 
 
 def run_checks(config_path: Path | None = None, mic_seconds: float = 0.5) -> list[CheckResult]:
-    """Every check, in the order a user would fix things: config, audio, engine, sockets, daemon, service."""
-    from . import audio, engine, runtime, service
+    """Every check, in the order a user would fix things: config, audio, engine, sockets, daemon,
+    hotkey, service."""
+    from . import audio, engine, hotkey, runtime, service
     from .result import Check
 
     context, config_result = load_context(config_path, mic_seconds)
@@ -52,6 +53,7 @@ def run_checks(config_path: Path | None = None, mic_seconds: float = 0.5) -> lis
         engine.check_engine,
         runtime.check_socket_dir,
         runtime.check_daemon,
+        hotkey.check_hotkey,
         service.check_service,
     )
     for check in checks:

@@ -16,7 +16,7 @@ _ASCII = {"ok": "ok", "warn": "!!", "fail": "XX", "skip": "--"}
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "doctor",
-        help="check audio, engine, sockets, daemon and service; say what to fix",
+        help="check audio, engine, sockets, daemon, hotkey and service; say what to fix",
         description="Check everything the daemon needs; exit 1 when something is broken.",
     )
     p.add_argument("--config", type=Path, help="config file to check (default: the platform's)")

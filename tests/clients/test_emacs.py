@@ -10,7 +10,9 @@ import subprocess
 
 import pytest
 
+from tests.clients.hotkey_fakes import fake_daemon, publish_until
 from tests.clients.test_nvim import CASES, python_actions
+from tests.clients.test_type_armed import final
 from tests.daemon_proc import feed, start_daemon, wait_for_transcripts
 from tests.dictation import command_speech, composed_text
 from tests.emacs_session import PACKAGE_DIR, Emacs, elisp_string, require_emacs
@@ -148,3 +150,33 @@ def test_transcripts_land_at_point_across_a_daemon_restart(isolated_env, emacs):
         )
     finally:
         daemon.stop()
+
+
+def test_lighter_shows_the_daemons_state_and_only_wanted_finals_are_inserted(isolated_env, emacs):
+    """Against a fake daemon (real ZeroMQ sockets): the lighter says PTT and disarmed; a disarmed
+    final and a voice command are not inserted, armed ones (and an older daemon's) are."""
+
+    def lighter() -> str:
+        return emacs.eval(f"(format-mode-line minor-mode-alist nil nil {BUFFER})")
+
+    def text() -> str:
+        return emacs.eval(f"(with-current-buffer {BUFFER} (buffer-string))")
+
+    with fake_daemon(isolated_env["DICTATED_RUNTIME_DIR"]) as (_, events):
+        emacs.eval(f"(with-current-buffer {BUFFER} (dictated-start) nil)")
+        assert "Dict" in lighter() and "[" not in lighter()
+        state = {"mode": "push-to-talk", "held": False, "armed": False, "listening": True}
+        publish_until(events, lambda: "Dict[PTT,disarmed]" in lighter(), "disarmed", **state)
+        events.publish("transcript", **final("one", armed=False, by_key=True))
+        events.publish("status", state="ready", **{**state, "armed": True, "held": True})
+        emacs.wait_for(lambda: "Dict[PTT,held]" in lighter(), "armed and held")
+        events.publish("transcript", **final("two", armed=True, by_key=True))
+        events.publish(
+            "transcript", **final("Stop dictation.", armed=False, command="stop_dictation")
+        )
+        events.publish("transcript", **final("three"))
+        events.publish("status", state="paused", **{**state, "armed": True, "listening": False})
+        emacs.wait_for(lambda: "Dict[off,PTT]" in lighter(), "listening off")
+        emacs.wait_for(lambda: text() == "two three", "two armed finals")
+        assert "typing armed" in emacs.messages()
+        emacs.call("dictated-stop")

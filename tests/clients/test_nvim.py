@@ -10,7 +10,9 @@ import subprocess
 import pytest
 
 from dictated.clients.keyboard.compose import Backspace, Composer
+from tests.clients.hotkey_fakes import fake_daemon, publish_until
 from tests.clients.test_type import HOSTILE
+from tests.clients.test_type_armed import final
 from tests.daemon_proc import feed, start_daemon, wait_for_transcripts
 from tests.dictation import command_speech, composed_text
 from tests.nvim_session import Nvim
@@ -135,3 +137,30 @@ def test_transcripts_land_at_the_cursor_across_a_daemon_restart(isolated_env, nv
         assert nvim.lua("require('dictated').running()") is False
     finally:
         daemon.stop()
+
+
+def test_statusline_shows_the_daemons_state_and_only_wanted_finals_are_inserted(isolated_env, nvim):
+    """Against a fake daemon (real ZeroMQ sockets): push-to-talk and disarmed in the statusline;
+    a disarmed final and a voice command are not inserted, armed ones (and an older daemon's,
+    which has no `armed`) are."""
+
+    def statusline() -> str:
+        return nvim.lua("require('dictated').statusline()")
+
+    with fake_daemon(isolated_env["DICTATED_RUNTIME_DIR"]) as (_, events):
+        assert statusline() == ""
+        nvim.command("DictatedStart")
+        state = {"mode": "push-to-talk", "held": False, "armed": False, "listening": True}
+        publish_until(events, lambda: statusline() == "dictated PTT disarmed", "disarmed", **state)
+        events.publish("transcript", **final("one", armed=False, by_key=True))
+        events.publish("status", state="ready", **{**state, "armed": True, "held": True})
+        nvim.wait_for(lambda: statusline() == "dictated PTT held", "armed and held")
+        events.publish("transcript", **final("two", armed=True, by_key=True))
+        events.publish(
+            "transcript", **final("Stop dictation.", armed=False, command="stop_dictation")
+        )
+        events.publish("transcript", **final("three"))
+        events.publish("status", state="paused", **{**state, "armed": True, "listening": False})
+        nvim.wait_for(lambda: statusline() == "dictated off", "listening off")
+        nvim.wait_for(lambda: nvim.lines() == ["two three"], "two armed finals")
+        assert "typing armed" in nvim.messages()

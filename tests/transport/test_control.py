@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -209,3 +210,88 @@ def test_status_events_say_paused_while_paused(stdin_daemon):
     sub.close()
     assert states == ["paused", "paused"]
     assert stdin_daemon.control.request("resume")["state"] == "ready"
+
+
+def _random_value(rng: np.random.Generator, depth: int = 0):
+    """A random JSON value: what a confused or hostile key binder might send as an argument."""
+    kind = int(rng.integers(0, 9 if depth == 0 else 6))  # nesting one deep, long text on top
+    makers = [
+        lambda: None,
+        lambda: bool(rng.integers(0, 2)),
+        lambda: int(rng.integers(-(2**40), 2**40)),
+        lambda: float(rng.normal() * 1e6),
+        lambda: "".join(chr(int(c)) for c in rng.integers(1, 0x2FFF, int(rng.integers(0, 40)))),
+        lambda: rng.choice(["press", "release", "toggle", "on", "off", "me", "", "PRESS"]).item(),
+        lambda: [_random_value(rng, depth + 1) for _ in range(int(rng.integers(0, 4)))],
+        lambda: {str(k): _random_value(rng, depth + 1) for k in range(int(rng.integers(0, 4)))},
+        lambda: "x" * int(rng.integers(1000, 10_000)),  # two stay under the request bound
+    ]
+    return makers[kind]()
+
+
+def test_the_key_and_switch_commands_survive_random_arguments(stdin_daemon):
+    """ptt, toggle and typing with random arguments: each reply is a result or a clear error,
+    never a crash, and the daemon's state stays one it can explain."""
+    rng = np.random.default_rng(18)
+    control = stdin_daemon.control
+    for _ in range(150):  # the daemon logs each refusal; its stderr is a pipe read at exit
+        cmd = rng.choice(["ptt", "toggle", "typing"]).item()
+        keys = ["action", "channel", "armed", "at", "v2", "cmd2"]
+        args = {rng.choice(keys).item(): _random_value(rng) for _ in range(int(rng.integers(0, 3)))}
+        try:
+            reply = control.request(cmd, **args)
+        except CommandFailed as exc:
+            assert str(exc) and "internal error" not in str(exc).lower(), exc
+            continue
+        assert {"mode", "held", "armed", "listening"} <= set(reply), reply
+    status = control.request("status")
+    assert stdin_daemon.proc.poll() is None and status["mode"] == "continuous"
+    if not status["listening"]:
+        control.request("toggle")
+    control.request("ptt", action="release")
+    control.request("typing", armed=True)
+    status = control.request("status")
+    assert (status["state"], status["held"], status["armed"]) == ("ready", False, True)
+
+
+def test_the_key_and_switch_commands_through_the_cli(stdin_daemon):
+    def cli(*args):
+        return subprocess.run(
+            ["python", "-m", "dictated", *args],
+            env=stdin_daemon.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    assert cli("ptt", "press").stdout.strip() == "continuous, key held, typing armed, listening"
+    assert cli("ptt", "release").stdout.strip() == "continuous, key up, typing armed, listening"
+    assert "typing disarmed" in cli("typing", "off").stdout
+    assert "typing armed" in cli("typing", "toggle").stdout
+    assert cli("toggle").stdout.strip() == "continuous, key up, typing armed, not listening"
+    refused = cli("ptt", "press")
+    assert refused.returncode == 1 and "listening is off" in refused.stderr
+    shown = cli("status").stdout
+    assert re.search(r"\n  key/typing +continuous, key up, typing armed, not listening\n", shown)
+    assert len(re.findall(r"\n  control ", shown)) <= 1  # the endpoint's row only
+    assert cli("toggle").stdout.strip().endswith(", listening")
+    bad = cli("ptt", "press", "--channel", "them")
+    assert bad.returncode == 1 and "'channel' must be one of" in bad.stderr
+    assert json.loads(cli("typing", "on", "--json").stdout)["armed"] is True
+
+
+def test_ptt_toggle_and_at_are_judged_by_the_daemon(stdin_daemon):
+    """`action: toggle` presses when the key is up and releases when it is held (the daemon
+    owns `held`); `at` must be a time, and a press made before the last release is dropped."""
+    control = stdin_daemon.control
+    now = time.time()
+    assert control.request("ptt", action="toggle", at=now)["held"] is True
+    assert control.request("ptt", action="toggle", at=now + 0.2)["held"] is False
+    assert control.request("ptt", action="press", at=now + 0.1)["held"] is False  # stale
+    assert control.request("ptt", action="press", at=now + 0.3)["held"] is True
+    assert control.request("ptt", action="release")["held"] is False
+    for bad in ("soon", True, [1], {"t": 1}):
+        with pytest.raises(CommandFailed, match="'at' must be a time"):
+            control.request("ptt", action="press", at=bad)
+    with pytest.raises(CommandFailed, match="'action' must be one of .*toggle"):
+        control.request("ptt", action="hold")

@@ -7,8 +7,8 @@ local compose = require("dictated.compose")
 local M = {}
 
 local defaults = {
-  -- the subscriber: transcripts only, as JSON lines; waits for the daemon
-  cmd = { "dictated-tail", "--json", "--topic", "transcript", "--wait" },
+  -- the subscriber: transcripts and the daemon's state, as JSON lines; waits for the daemon
+  cmd = { "dictated-tail", "--json", "--topic", "transcript", "--topic", "status", "--wait" },
   status_cmd = { "dictated", "status" },
   -- spoken commands; set one to false to insert its words instead
   commands = { new_line = true, new_paragraph = true, scratch_that = true },
@@ -17,7 +17,7 @@ local defaults = {
 M.config = vim.deepcopy(defaults)
 
 local ns = vim.api.nvim_create_namespace("dictated")
-local session -- { job, buf, mark, composer, partial, stopping, stderr }
+local session -- { job, buf, mark, composer, partial, stopping, stderr, state }
 
 local function notify(msg, level)
   vim.notify("dictated: " .. msg, level or vim.log.levels.INFO)
@@ -112,12 +112,43 @@ local function backspace(s, count)
   set_mark(s, r, c)
 end
 
+-- the daemon's typing state from a status event (issue 18): mode, held, armed, listening;
+-- a change of arming or listening is said once, the statusline shows it all
+local function on_status(s, event)
+  local before = vim.deepcopy(s.state)
+  for _, key in ipairs({ "mode", "held", "armed", "listening" }) do
+    if event[key] ~= nil and event[key] ~= vim.NIL then
+      s.state[key] = event[key]
+    end
+  end
+  if before.armed ~= nil and before.armed ~= s.state.armed then
+    notify(s.state.armed and "typing armed" or "typing disarmed (`dictated typing on` arms it)")
+  end
+  if before.listening ~= nil and before.listening ~= s.state.listening then
+    notify(s.state.listening and "listening" or "not listening")
+  end
+  pcall(vim.cmd, "redrawstatus")
+end
+
+-- what dictated-type would type: never a voice command, nothing said while disarmed
+local function wanted(event)
+  local command = event.command ~= nil and event.command ~= vim.NIL and event.command ~= false
+  return not command and event.armed ~= false
+end
+
 local function on_event(s, line)
   local ok, event = pcall(decode, line)
-  if not ok or type(event) ~= "table" or event.topic ~= "transcript" then
+  if not ok or type(event) ~= "table" then
+    return
+  end
+  if event.topic == "status" then
+    on_status(s, event)
+    return
+  end
+  if event.topic ~= "transcript" then
     return -- not for us: the protocol says ignore what we do not know
   end
-  if type(event.text) ~= "string" or event.text:match("^%s*$") then
+  if type(event.text) ~= "string" or event.text:match("^%s*$") or not wanted(event) then
     return
   end
   if not vim.api.nvim_buf_is_valid(s.buf) then
@@ -169,6 +200,7 @@ function M.start()
     err_partial = "",
     stopping = false,
     stderr = {},
+    state = {},
   }
   s.mark = vim.api.nvim_buf_set_extmark(buf, ns, cur[1] - 1, cur[2], {})
   local job = vim.fn.jobstart(cmd, {
@@ -223,6 +255,28 @@ end
 -- true while transcripts are being inserted (for statuslines)
 function M.running()
   return session ~= nil
+end
+
+-- for 'statusline': "" when not inserting, else "dictated", "dictated PTT", "dictated disarmed",
+-- "dictated PTT held", "dictated off" (listening turned off), from the daemon's status events
+function M.statusline()
+  if not session then
+    return ""
+  end
+  local st, parts = session.state, { "dictated" }
+  if st.listening == false then
+    return "dictated off"
+  end
+  if st.mode == "push-to-talk" then
+    table.insert(parts, "PTT")
+  end
+  if st.held == true then
+    table.insert(parts, "held")
+  end
+  if st.armed == false then
+    table.insert(parts, "disarmed")
+  end
+  return table.concat(parts, " ")
 end
 
 function M.status()
