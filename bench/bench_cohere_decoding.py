@@ -1,7 +1,8 @@
 """Cohere decoding: our greedy loop on the torch runtime vs transformers' `generate`, same model.
 
 Tiny seeded `CohereAsrConfig` models (the test fixtures) and a larger random one; the same speech
-features go to both. Times cover encoder + decoder (features excluded), median of the repeats;
+features go to all three: transformers' `generate`, our greedy loop over transformers' decoder
+forward (`decoder="transformers"`), and our loop over the static-cache decoder (the default). Times cover encoder + decoder (features excluded), median of the repeats;
 the ratio is ours / generate (below 1.0 is faster). Usage:
 
     python bench/bench_cohere_decoding.py [--repeats 5]
@@ -12,14 +13,11 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, print_table
-
-sys.path.insert(0, str(REPO / "tests"))  # the tiny-model fixtures
+from _common import print_table
 
 
 def interleaved_medians(fns, repeats: int) -> list[tuple[float, object]]:
@@ -53,12 +51,16 @@ def main() -> None:
     logging.getLogger("dictated").setLevel(logging.ERROR)
 
     import torch
-    from cohere_fixtures import load_tiny_model, make_tiny_cohere_dir, train_tiny_tokenizer
 
     from dictated.engines.cohere.decoding import DecodingOptions, GreedyDecoder
     from dictated.engines.cohere.features import compute_features
     from dictated.engines.cohere.runtime_torch import TorchRuntime
     from dictated.engines.cohere.tokenizer import CohereTokenizer
+    from tests.engines.cohere.fixtures import (
+        load_tiny_model,
+        make_tiny_cohere_dir,
+        train_tiny_tokenizer,
+    )
     from tests.speech import SENTENCES, compose
 
     features = compute_features(compose(list(SENTENCES[:2]), 0.8).pcm)
@@ -74,11 +76,18 @@ def main() -> None:
         )
         prompt = CohereTokenizer.from_dir(model_dir).prompt("en")
         n_new = overrides.get("max_position_embeddings", 64) - len(prompt)
-        runtime = TorchRuntime.from_pretrained(model_dir, device="cpu")
+        runtime = TorchRuntime.from_pretrained(model_dir, device="cpu", compute_type="float32")
+        loop = TorchRuntime.from_pretrained(
+            model_dir, device="cpu", compute_type="float32", decoder="transformers"
+        )
         decoder = GreedyDecoder(DecodingOptions(max_new_tokens=n_new), eos_id=3)
         model = load_tiny_model(model_dir)
 
         def ours(runtime=runtime, decoder=decoder, prompt=prompt):
+            encoded = runtime.encode(features.values, features.valid_frames)
+            return list(decoder.run(runtime, encoded, prompt).tokens)
+
+        def transformers_loop(runtime=loop, decoder=decoder, prompt=prompt):
             encoded = runtime.encode(features.values, features.valid_frames)
             return list(decoder.run(runtime, encoded, prompt).tokens)
 
@@ -89,15 +98,27 @@ def main() -> None:
             )  # fmt: skip
             return [t for t in out[0, len(prompt) :].tolist() if t != 3]
 
-        (t_ours, tokens_ours), (t_ref, tokens_ref) = interleaved_medians(
-            [ours, theirs], args.repeats
+        (t_ours, tokens_ours), (t_loop, tokens_loop), (t_ref, tokens_ref) = interleaved_medians(
+            [ours, transformers_loop, theirs], args.repeats
         )
-        same = "yes" if tokens_ours == tokens_ref else "NO"
-        rows.append([name, len(tokens_ref), t_ref, t_ours, f"{t_ours / t_ref:.2f}x", same])
+        same = "yes" if tokens_ours == tokens_ref == tokens_loop else "NO"
+        rows.append(
+            [name, len(tokens_ref), t_ref, t_loop, t_ours, f"{t_loop / t_ref:.2f}x",
+             f"{t_ours / t_ref:.2f}x", same]
+        )  # fmt: skip
     print_table(
         f"Cohere greedy decoding (encoder + decoder), median of {args.repeats}, "
         f"torch threads: {torch.get_num_threads()}",
-        ["model", "tokens", "generate ms", "ours ms", "ours/generate", "same tokens"],
+        [
+            "model",
+            "tokens",
+            "generate ms",
+            "transformers loop ms",
+            "static loop ms",
+            "transformers loop/generate",
+            "static/generate",
+            "same tokens",
+        ],
         rows,
     )
 

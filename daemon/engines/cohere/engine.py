@@ -88,7 +88,9 @@ class CohereEngine(Engine):
         encode_start = time.perf_counter()
         encoded = self.runtime.encode(values, features.valid_frames)
         decode_start = time.perf_counter()
-        result = self.decoder.run(self.runtime, encoded, prompt, cancel)
+        result = self.decoder.run(
+            self.runtime, encoded, prompt, cancel, audio_seconds=len(pcm) / SAMPLE_RATE
+        )
         result = dataclasses.replace(
             result,
             features_ms=(encode_start - start) * 1000.0,
@@ -101,9 +103,13 @@ class CohereEngine(Engine):
             tokens=result.tokens,
             timings_ms=result.timings_ms(),
             truncated=result.truncated,
+            no_speech_prob=result.no_speech_prob,
+            avg_logprob=result.avg_logprob,
         )
 
     def warmup(self) -> None:
+        """A 1 s utterance through every stage: first-use costs (allocations, kernel selection,
+        weights paged in) land here, not on the first real utterance."""
         self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), self.default_language)
 
     def close(self) -> None:

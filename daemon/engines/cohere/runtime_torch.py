@@ -1,10 +1,15 @@
-"""PyTorch runtime over transformers' own `CohereAsrForConditionalGeneration` and its KV cache.
+"""PyTorch runtime over transformers' own `CohereAsrForConditionalGeneration` modules.
+
+The precision follows the hardware (`precision.py`: bf16 where the CPU or GPU computes it natively,
+fp32 elsewhere, int8 dynamic quantisation on request); the decoder steps through
+`decoder_torch.StaticDecoder` (static KV buffer, cross-attention K/V once per utterance).
 
 transformers applies the encoder->decoder projection (`model.decoder.proj`, 1280 -> 1024) at the
 top of every decoder forward, i.e. once per generated token. We apply it once per utterance in
 `encode` and swap the decoder's copy for an identity, so the decoder's own forward (masks, position
 embeddings, `EncoderDecoderCache` with cross-attention K/V computed on the first call) runs
-unchanged on already-projected states. Tests check the tokens equal `generate`'s.
+unchanged on already-projected states; it stays available as `decoder="transformers"`, the
+reference loop. Tests check both loops' tokens equal `generate`'s.
 """
 
 from __future__ import annotations
@@ -21,20 +26,14 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.utils import logging as hf_logging
 
 from ...errors import ConfigError, ModelError
+from .decoder_torch import StaticDecoder, StaticDecoderSession
 from .features import MAX_FRAMES
 from .layout import is_nemo_layout, native_config
+from .precision import Precision, resolve_precision
+from .quantize_torch import quantize_int8
 from .runtime import CohereRuntime, DecoderSession, EncoderOutput
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {
-    "float32": (torch.float32, "fp32"),
-    "fp32": (torch.float32, "fp32"),
-    "float16": (torch.float16, "fp16"),
-    "fp16": (torch.float16, "fp16"),
-    "bfloat16": (torch.bfloat16, "bf16"),
-    "bf16": (torch.bfloat16, "bf16"),
-}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -57,28 +56,6 @@ def resolve_device(device: str) -> torch.device:
     if kind not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"device: {device!r} is not one of auto, cpu, cuda, mps")
     return torch.device(device)
-
-
-def resolve_dtype(compute_type: str | None, device: torch.device) -> tuple[torch.dtype, str]:
-    """(torch dtype, precision name). Default: fp32 on cpu, bf16/fp16 on GPUs; half precision on cpu is refused."""
-    if compute_type is None:
-        if device.type == "cuda":
-            return (
-                (torch.bfloat16, "bf16")
-                if torch.cuda.is_bf16_supported()
-                else (torch.float16, "fp16")
-            )
-        return (torch.float16, "fp16") if device.type == "mps" else (torch.float32, "fp32")
-    if compute_type not in _DTYPES:
-        raise ConfigError(
-            f"compute_type: {compute_type!r} is not one of float32, float16, bfloat16 for cohere-torch"
-        )
-    dtype, name = _DTYPES[compute_type]
-    if device.type == "cpu" and dtype != torch.float32:
-        raise ConfigError(
-            f"compute_type: {compute_type} needs a GPU (cuda or mps); use float32 on cpu"
-        )
-    return dtype, name
 
 
 def load_model(
@@ -115,32 +92,65 @@ def load_model(
 
 
 class TorchRuntime(CohereRuntime):
-    """Encoder + decoder on one torch device; `feed` returns raw logits (not log-probs)."""
+    """Encoder + decoder on one torch device; `feed` returns raw logits (not log-probs).
+
+    `decoder="static"` (the default) steps with `decoder_torch.StaticDecoder` (static KV buffer,
+    cross K/V once per utterance); `"transformers"` keeps transformers' own decoder forward and
+    `EncoderDecoderCache`, the reference the static loop is measured against.
+    """
 
     scores_are_log_probs = False
 
-    def __init__(self, model: CohereAsrForConditionalGeneration, precision: str = "fp32"):
+    def __init__(
+        self,
+        model: CohereAsrForConditionalGeneration,
+        precision: str = "fp32",
+        decoder: str = "static",
+    ):
+        if decoder not in ("static", "transformers"):
+            raise ValueError(f"decoder must be 'static' or 'transformers', not {decoder!r}")
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.decoder_precision = precision
         self.max_positions = int(model.config.max_position_embeddings)
-        decoder = model.model.decoder
-        if isinstance(decoder.proj, torch.nn.Identity):
+        transformers_decoder = model.model.decoder
+        if isinstance(transformers_decoder.proj, torch.nn.Identity):
             raise ValueError(
                 "this model's projection was already moved out by another TorchRuntime"
             )
-        self.proj = decoder.proj
-        decoder.proj = torch.nn.Identity()  # applied once per utterance in encode()
+        self.proj = transformers_decoder.proj
+        transformers_decoder.proj = torch.nn.Identity()  # applied once per utterance in encode()
+        self.decoder_kind = decoder
+        self.static = StaticDecoder(model, self.max_positions) if decoder == "static" else None
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: Path, device: str = "auto", compute_type: str | None = None
+        cls,
+        model_dir: Path,
+        device: str = "auto",
+        compute_type: str | None = None,
+        decoder: str = "static",
     ) -> TorchRuntime:
         torch_device = resolve_device(device)
-        dtype, precision = resolve_dtype(compute_type, torch_device)
-        log.info("loading Cohere Transcribe from %s on %s (%s)", model_dir, torch_device, precision)
-        return cls(load_model(Path(model_dir), torch_device, dtype), precision)
+        precision = resolve_precision(compute_type, torch_device.type)
+        log.info(
+            "loading Cohere Transcribe from %s on %s (%s)", model_dir, torch_device, precision.name
+        )
+        model = load_model(Path(model_dir), torch_device, precision.dtype)
+        return cls.from_model(model, precision, decoder)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: CohereAsrForConditionalGeneration,
+        precision: Precision,
+        decoder: str = "static",
+    ) -> TorchRuntime:
+        """Wrap a loaded model; int8 quantises its linear layers here (in place)."""
+        if precision.quantize:
+            quantize_int8(model)
+        return cls(model, precision.name, decoder)
 
     def max_feature_frames(self) -> int:
         return MAX_FRAMES + 1  # 35 s gives 3501 frames, the last one never valid
@@ -153,6 +163,7 @@ class TorchRuntime(CohereRuntime):
 
     @torch.inference_mode()
     def encode(self, features: np.ndarray, valid_frames: int) -> EncoderOutput:
+        """Encode exactly the frames given (the audio's length, never padded to 35 s)."""
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))[None]
         mask = torch.zeros(1, x.shape[1], dtype=torch.long)
         mask[:, :valid_frames] = 1
@@ -163,16 +174,21 @@ class TorchRuntime(CohereRuntime):
         valid = int(out.attention_mask.sum()) if out.attention_mask is not None else hidden.shape[1]
         return EncoderOutput(hidden=hidden, valid_frames=valid, total_frames=int(hidden.shape[1]))
 
-    def start(self, encoded: EncoderOutput) -> TorchDecoderSession:
+    def start(self, encoded: EncoderOutput) -> DecoderSession:
+        if self.static is not None:
+            return StaticDecoderSession(self.static, encoded)
         return TorchDecoderSession(self, encoded)
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
+        self.static = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
 
 class TorchDecoderSession(DecoderSession):
+    """transformers' own decoder forward with its `EncoderDecoderCache` (the reference loop)."""
+
     def __init__(self, runtime: TorchRuntime, encoded: EncoderOutput):
         self.runtime = runtime
         self.hidden = encoded.hidden
@@ -191,7 +207,7 @@ class TorchDecoderSession(DecoderSession):
             input_ids=ids,
             encoder_hidden_states=self.hidden,
             encoder_attention_mask=self.encoder_mask,
-            past_key_values=self.cache,
+            past_key_values=self.cache,  # `cache` from transformers 5.40; both work until then
             use_cache=True,
         )
         self.position += len(token_ids)

@@ -125,6 +125,8 @@ def _generate(model, tokenizer, pcm, max_new_tokens):
 @pytest.mark.parametrize("sentence", [0, 1])
 def test_engine_tokens_equal_transformers_on_the_nemo_checkpoint(nemo_only, both_keys, sentence):
     engine = CohereTorchEngine.load(EngineOptions(model=str(nemo_only)))
+    # this random model talks past the audio's token budget; parity here is about the layout
+    engine.with_decoding(tokens_per_second=None)
     assert engine.tokenizer.eos_id == engine.tokenizer.piece_id("<|endoftext|>")
     pcm = int16_to_float32(speech.synthesize(speech.SENTENCES[sentence]))
     transcript = engine.transcribe(pcm, "en")
