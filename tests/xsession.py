@@ -63,7 +63,9 @@ class XSession:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        window = self.xdotool("search", "--sync", "--class", "xterm").split()[0]
+        # --onlyvisible: found before it is mapped, a window cannot take the focus (BadMatch:
+        # `windowfocus` failed so on a loaded machine)
+        window = self.xdotool("search", "--sync", "--onlyvisible", "--class", "xterm").split()[0]
         self.xdotool("windowfocus", "--sync", window)
         deadline = time.monotonic() + 30  # a loaded machine starts an xterm slowly
         while not self.out.exists():  # the shell has run stty and started cat

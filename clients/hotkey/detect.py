@@ -7,7 +7,7 @@ then evdev. Wayland: no program may grab a key there (compositors do not allow i
 
 from __future__ import annotations
 
-from dictated.hotkey_session import session
+from .session import session
 
 from . import evdev_backend, pynput_backend, x11
 from .backend import DOCS, HotkeyUnavailable, Listener

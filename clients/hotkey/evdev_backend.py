@@ -12,7 +12,7 @@ import glob
 import os
 import sys
 
-from dictated.hotkey_session import INPUT_GROUP_FIX
+from .session import INPUT_GROUP_FIX
 
 from .backend import HotkeyUnavailable, Sink, StopPipe
 from .keys import BadKey, KeyCombo

@@ -5,7 +5,7 @@ Monitoring and Accessibility permissions for the program that runs dictated-hotk
 without prompting; granted per app: the terminal, or Python itself for a login service). X11
 needs python-xlib and a display; Wayland allows no global grab, so evdev (the `input` group) or
 the compositor's own bindings. The daemon does not import the client: the probes are repeated,
-but the session is judged by the one rule the client uses too (hotkey_session.py).
+but the session is judged by the one rule the client uses too (clients/hotkey/session.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import platform
 import sys
 from collections.abc import Iterator, Mapping
 
-from ..hotkey_session import INPUT_GROUP_FIX, session
+from ..clients.hotkey.session import INPUT_GROUP_FIX, session
 from ..install_hint import pip_install_extra
 from .result import OK, SKIP, WARN, CheckResult, DoctorContext
 
