@@ -2,8 +2,9 @@
 
 Tiny seeded `CohereAsrConfig` models (the test fixtures) and a larger random one; the same speech
 features go to all three: transformers' `generate`, our greedy loop over transformers' decoder
-forward (`decoder="transformers"`), and our loop over the static-cache decoder (the default). Times cover encoder + decoder (features excluded), median of the repeats;
-the ratio is ours / generate (below 1.0 is faster). Usage:
+forward (`decoder="transformers"`), and our loop over the static-cache decoder (the default).
+Times cover encoder + decoder (features excluded), median of the repeats; the ratio is
+ours / generate (below 1.0 is faster). Usage:
 
     python bench/bench_cohere_decoding.py [--repeats 5]
 """

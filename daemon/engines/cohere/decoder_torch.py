@@ -51,6 +51,7 @@ class StaticDecoder:
             device=self.device,
         )
         self.ids = torch.zeros((1, max_positions), dtype=torch.long, device=self.device)
+        self.owner: object | None = None  # the session whose K/V the buffer holds
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         """(1, n, heads * head_dim) -> (1, heads, n, head_dim)."""
@@ -107,18 +108,24 @@ class StaticDecoderSession(DecoderSession):
     """One utterance on a `StaticDecoder`: cross K/V once, then steps into the shared KV buffer.
 
     Sessions of one runtime share its buffer, so only the newest may be fed (one utterance at a
-    time, on the inference thread: what the engine does).
+    time, on the inference thread: what the engine does); feeding an older one raises rather than
+    attend to another utterance's K/V.
     """
 
     def __init__(self, decoder: StaticDecoder, encoded: EncoderOutput):
         self.decoder = decoder
         self.cross = decoder.cross_kv(encoded.hidden, encoded.valid_frames)
         self.position = 0
+        decoder.owner = self
 
     def feed(self, token_ids: Sequence[int]) -> np.ndarray:
         count = len(token_ids)
         if count == 0:
             raise ValueError("feed() needs at least one token")
+        if self.decoder.owner is not self:
+            raise RuntimeError(
+                "this decoder session's KV buffer was taken by a newer session of the same runtime"
+            )
         start = self.position
         if start + count > self.decoder.max_positions:
             raise ValueError(f"decoder positions exhausted ({self.decoder.max_positions})")

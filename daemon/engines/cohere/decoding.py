@@ -11,7 +11,8 @@ The token budget follows the audio (`token_budget`): a decoder that keeps talkin
 after a generous speaking rate's worth of tokens, not at the decoder's position limit (a 5 s clip
 of noise once decoded 1014 tokens). The guard signals the worker reads come from the same filtered
 scores the tokens are picked from, so every runtime fills them alike: `no_speech_prob`, the
-probability that the first output token is end-of-text, and `avg_logprob`, the mean
+probability that the first output token is end-of-text or Cohere's `<|nospeech|>` (its trained
+answer to silence: either way the transcript is empty), and `avg_logprob`, the mean
 log-probability of the chosen tokens (the final end-of-text included, as Whisper counts it).
 Both are softmax-normalised here, which is a no-op for runtimes that already return log-probs.
 """
@@ -70,7 +71,7 @@ class DecodingResult:
     decoder_ms: float
     features_ms: float = 0.0
     encoder_ms: float = 0.0
-    no_speech_prob: float | None = None  # P(end-of-text as the first output token)
+    no_speech_prob: float | None = None  # P(first output token is end-of-text or <|nospeech|>)
     avg_logprob: float | None = None  # mean log-probability of the chosen tokens
 
     @property
@@ -159,9 +160,12 @@ def _log_softmax_at(scores: np.ndarray, *ids: int) -> list[float]:
 class GreedyDecoder:
     """Feeds the prompt, then takes the best token per step until eos or the token limit."""
 
-    def __init__(self, options: DecodingOptions, eos_id: int):
+    def __init__(self, options: DecodingOptions, eos_id: int, nospeech_id: int | None = None):
+        """`nospeech_id`: Cohere's `<|nospeech|>` piece, its own answer to silence; a first token
+        of it counts towards `no_speech_prob` like end-of-text does."""
         self.options = options
         self.eos_id = eos_id
+        self.nospeech_id = nospeech_id if nospeech_id != eos_id else None
         filters: list[LogitFilter] = []
         if options.repetition_penalty != 1.0:
             filters.append(RepetitionPenalty(options.repetition_penalty))
@@ -229,6 +233,8 @@ class GreedyDecoder:
             logprobs.append(best_logprob)
             if no_speech_prob is None:
                 no_speech_prob = math.exp(eos_logprob)
+                if self.nospeech_id is not None and self.nospeech_id < len(scores):
+                    no_speech_prob += math.exp(_log_softmax_at(scores, self.nospeech_id)[0])
             if best == self.eos_id:
                 ended = True
                 break

@@ -29,6 +29,7 @@ from .tokenizer import LANGUAGES, CohereTokenizer
 
 log = logging.getLogger(__name__)
 
+WARMUP_STEPS = 3  # one-token decoder steps run at warm-up, whatever the model says
 INT8_EOS_BIAS = 4.0  # int8 decoders lose ~2 logits of EOS margin; +4 restored f16 quality upstream
 
 
@@ -53,12 +54,14 @@ class CohereEngine(Engine):
             else default_eos_bias(runtime.decoder_precision)
         )
         self.decoding = DecodingOptions(eos_bias=eos_bias)
-        self.decoder = GreedyDecoder(self.decoding, tokenizer.eos_id)
+        self.decoder = GreedyDecoder(self.decoding, tokenizer.eos_id, tokenizer.nospeech_id)
 
     def with_decoding(self, **changes) -> None:
         """Override decoding options (e.g. `max_new_tokens`) for later utterances."""
         self.decoding = dataclasses.replace(self.decoding, **changes)
-        self.decoder = GreedyDecoder(self.decoding, self.tokenizer.eos_id)
+        self.decoder = GreedyDecoder(
+            self.decoding, self.tokenizer.eos_id, self.tokenizer.nospeech_id
+        )
 
     def relative_cost(self, samples: int) -> float:
         """The encoder pass dominates a short decode: its cost for this length, from the runtime."""
@@ -109,8 +112,21 @@ class CohereEngine(Engine):
 
     def warmup(self) -> None:
         """A 1 s utterance through every stage: first-use costs (allocations, kernel selection,
-        weights paged in) land here, not on the first real utterance."""
-        self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), self.default_language)
+        weights paged in) land here, not on the first real utterance.
+
+        A trained model answers silence with end-of-text at once, so the transcription alone
+        would never run a one-token decoder step (the path every real token takes); a few such
+        steps follow on the same encoding.
+        """
+        silence = np.zeros(SAMPLE_RATE, dtype=np.float32)
+        lang = self.default_language
+        self.transcribe(silence, lang)
+        features = compute_features(silence)
+        session = self.runtime.start(self.runtime.encode(features.values, features.valid_frames))
+        prompt = self.tokenizer.prompt(lang, self.options.punctuation)
+        session.feed(prompt)
+        for _ in range(min(WARMUP_STEPS, self.runtime.max_positions - len(prompt))):
+            session.feed([self.tokenizer.eos_id])
 
     def close(self) -> None:
         self.runtime.close()

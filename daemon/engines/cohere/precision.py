@@ -1,7 +1,7 @@
 """Which precision the PyTorch runtime computes in, chosen by what the hardware does natively.
 
 On a CPU, bf16 pays only where the cores multiply bf16 themselves (Intel AMX or AVX512-BF16,
-Arm's BF16 extension, Apple silicon): there the 2B model's encoder runs ~2.7x faster than in
+Arm's BF16 extension, Apple M2 and later): there the 2B model's encoder runs ~2.7x faster than in
 fp32 with the same tokens on the tiny models (tests measure the agreement). Elsewhere oneDNN
 emulates bf16 through fp32 and a matrix product is ~4x *slower* than fp32 (measured on an
 AVX512 Ice Lake without BF16), so the default there stays fp32. `int8` is dynamic quantisation
@@ -13,6 +13,7 @@ This module imports torch lazily so `--help` and config checks stay instant.
 
 from __future__ import annotations
 
+import logging
 import platform
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: CPU flags (/proc/cpuinfo `flags` on x86, `Features` on Arm) that mean native bf16 arithmetic
 BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})
@@ -69,13 +72,35 @@ def cpu_flags(cpuinfo: str) -> frozenset[str]:
     return frozenset()
 
 
+def apple_has_bf16(sysctl_value: str | None) -> bool:
+    """Apple silicon's `hw.optional.arm.FEAT_BF16` (1 on M2 and later, 0 or absent on M1)."""
+    return (sysctl_value or "").strip() == "1"
+
+
+def _sysctl(name: str) -> str | None:
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["sysctl", "-n", name], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
-    """True where the CPU computes bf16 itself: AMX/AVX512-BF16/Arm BF16, or an Apple arm64 Mac."""
+    """True where the CPU computes bf16 itself: AMX/AVX512-BF16/Arm BF16, or Apple M2 and later.
+
+    In a container /proc/cpuinfo lists the host's flags, which is what the container's threads
+    run on; a VM lists what the hypervisor passes through (bf16 hidden by it is not usable).
+    """
     if platform.system() == "Darwin":
-        # Apple silicon: M2 and later have the BF16 instructions; an M1 user who runs on the CPU
-        # (the default device there is Metal) may prefer --compute-type float32
-        return platform.machine() == "arm64"
+        # M1 has no BF16 instructions (bf16 would be emulated there); M2 and later do
+        return platform.machine() == "arm64" and apple_has_bf16(
+            _sysctl("hw.optional.arm.FEAT_BF16")
+        )
     try:
         flags = cpu_flags(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
     except OSError:
@@ -118,4 +143,13 @@ def resolve_precision(
             "compute_type: float16 needs a GPU (cuda or mps); on a CPU use bfloat16 (fast where "
             "the CPU has native bf16), int8 or float32"
         )
+    if precision is BF16 and device_type == "cpu":
+        if native_bf16 is None:
+            native_bf16 = cpu_has_native_bf16()
+        if not native_bf16:
+            log.warning(
+                "compute_type: bfloat16 on a CPU without native bf16 (no AMX, AVX512-BF16 or Arm "
+                "BF16): PyTorch emulates it through fp32, several times slower than float32; "
+                "use float32 or int8 here"
+            )
     return precision

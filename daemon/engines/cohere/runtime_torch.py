@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -149,7 +150,12 @@ class TorchRuntime(CohereRuntime):
     ) -> TorchRuntime:
         """Wrap a loaded model; int8 quantises its linear layers here (in place)."""
         if precision.quantize:
+            # about a minute for the 2B model on 2 cores, at every start (not cached): say so, as
+            # the daemon's status shows only `warming` meanwhile
+            log.info("quantising the model's linear layers to int8 (about a minute at full size)")
+            began = time.perf_counter()
             quantize_int8(model)
+            log.info("quantised to int8 in %.1f s", time.perf_counter() - began)
         return cls(model, precision.name, decoder)
 
     def max_feature_frames(self) -> int:

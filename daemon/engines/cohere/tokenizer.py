@@ -82,6 +82,8 @@ class CohereTokenizer:
         self._ids = {piece: i for i, piece in enumerate(self._pieces)}
         self._sp = sentencepiece
         self.eos_id = self._find_eos(eos_id)
+        #: `<|nospeech|>` (id 1 in the published vocabulary): the model's own "silence" answer
+        self.nospeech_id = self._ids.get("<|nospeech|>")
         self._skip = {
             i for i, p in enumerate(self._pieces) if p.startswith("<|") and p.endswith("|>")
         }

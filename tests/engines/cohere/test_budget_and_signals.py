@@ -37,6 +37,7 @@ from tests.engines.cohere.fixtures import (  # noqa: E402
 )
 
 EOS = 3
+NOSPEECH = 1  # <|nospeech|>, as in the published vocabulary (fixtures.py)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def reference_signals(model_dir, features, prompt, n: int):
         torch.log_softmax(score[0].float(), -1)[token].item()
         for score, token in zip(out.scores, chosen, strict=True)
     ]
-    first = torch.softmax(out.scores[0][0].float(), -1)[EOS].item()
+    first = torch.softmax(out.scores[0][0].float(), -1)[[EOS, NOSPEECH]].sum().item()
     return first, float(np.mean(logprobs)), chosen
 
 
@@ -131,8 +132,9 @@ def test_the_engine_fills_the_transcript_fields(dirs):
     assert said.no_speech_prob is not None and said.no_speech_prob < 0.05
     assert said.avg_logprob is not None and said.avg_logprob < 0
     assert nothing.text == "" and not nothing.tokens and nothing.no_speech_prob > 0.5
-    # with eos the only output token, its log-probability is the average
-    assert nothing.avg_logprob == pytest.approx(math.log(nothing.no_speech_prob), abs=1e-5)
+    # with eos the only output token, its log-probability is the average; no_speech_prob adds
+    # the probability of <|nospeech|> to that of eos
+    assert nothing.avg_logprob < math.log(nothing.no_speech_prob)
 
 
 class LogProbRuntime(CohereRuntime):
@@ -169,3 +171,52 @@ def test_signals_from_a_runtime_that_returns_log_probs():
     assert result.tokens == (1,) and not result.truncated
     assert result.no_speech_prob == pytest.approx(0.2, abs=1e-6)
     assert result.avg_logprob == pytest.approx((math.log(0.6) + math.log(0.7)) / 2, abs=1e-6)
+
+
+def test_nospeech_as_first_token_counts_as_no_speech():
+    """Cohere answers silence with `<|nospeech|>` (id 1) as well as with eos: a first step that
+    puts 0.5 on <|nospeech|> and 0.2 on eos is 0.7 likely no speech (eos alone said 0.2)."""
+    probs = [np.array([0.1, 0.5, 0.2, 0.2]), np.array([0.1, 0.1, 0.7, 0.1])]  # eos = id 2 here
+    steps = [np.log(p).astype(np.float32) for p in probs]
+    options = DecodingOptions(repetition_penalty=1.0, no_repeat_ngram_size=0)
+    runtime = LogProbRuntime(steps)
+    with_nospeech = GreedyDecoder(options, 2, nospeech_id=1).run(
+        runtime, EncoderOutput(None, 1, 1), [0, 3, 3]
+    )
+    eos_only = GreedyDecoder(options, 2).run(runtime, EncoderOutput(None, 1, 1), [0, 3, 3])
+    assert with_nospeech.tokens == eos_only.tokens == (1,)  # decoding itself is unchanged
+    assert with_nospeech.no_speech_prob == pytest.approx(0.7, abs=1e-6)
+    assert eos_only.no_speech_prob == pytest.approx(0.2, abs=1e-6)
+
+
+def test_the_engine_passes_the_vocabularys_nospeech_id(dirs):
+    engine = CohereTorchEngine.load(EngineOptions(model=str(dirs["talker"])))
+    assert engine.tokenizer.nospeech_id == NOSPEECH
+    assert engine.decoder.nospeech_id == NOSPEECH
+    engine.with_decoding(max_new_tokens=4)
+    assert engine.decoder.nospeech_id == NOSPEECH
+
+
+def test_warmup_runs_one_token_steps_even_when_silence_ends_at_once(dirs):
+    """The "silent" model says eos first, as a trained one does for the warm-up's silence: the
+    warm-up must still step the decoder one token at a time (every real token's path)."""
+    engine = CohereTorchEngine.load(EngineOptions(model=str(dirs["silent"])))
+    fed: list[int] = []
+    start = engine.runtime.start
+
+    def recording_start(encoded):
+        session = start(encoded)
+        feed = session.feed
+
+        def recording_feed(token_ids):
+            fed.append(len(token_ids))
+            return feed(token_ids)
+
+        session.feed = recording_feed
+        return session
+
+    engine.runtime.start = recording_start
+    assert engine.transcribe(np.zeros(16000, dtype=np.float32), "en").tokens == ()
+    assert 1 not in fed  # transcribing silence alone never takes a one-token step
+    engine.warmup()
+    assert fed.count(1) >= 3

@@ -22,6 +22,7 @@ from dictated.engines.cohere.decoding import DecodingOptions, GreedyDecoder  # n
 from dictated.engines.cohere.engine import CohereTorchEngine  # noqa: E402
 from dictated.engines.cohere.features import compute_features  # noqa: E402
 from dictated.engines.cohere.precision import cpu_flags, resolve_precision  # noqa: E402
+from dictated.engines.cohere.precision import cpu_has_native_bf16 as detect_native_bf16  # noqa: E402
 from dictated.engines.cohere.quantize_torch import PointwiseLinear, pointwise_to_linear  # noqa: E402
 from dictated.engines.cohere.runtime_torch import TorchRuntime  # noqa: E402
 from dictated.engines.cohere.tokenizer import CohereTokenizer  # noqa: E402
@@ -168,3 +169,26 @@ def test_tokens_agree_with_fp32_except_at_near_ties(model_dirs, clips, compute_t
           f"where they differ: {sorted(round(m, 4) for m in margins)}")  # fmt: skip
     assert rate >= 0.9
     assert all(m < max_margin for m in margins), "a flip where fp32 was not close to a tie"
+
+
+def test_bfloat16_on_a_cpu_without_native_bf16_warns_that_it_is_emulated(caplog):
+    caplog.set_level("WARNING", logger="dictated.engines.cohere.precision")
+    assert resolve_precision("bfloat16", "cpu", native_bf16=False).name == "bf16"
+    assert "emulates it through fp32" in caplog.text and "float32 or int8" in caplog.text
+    caplog.clear()
+    assert resolve_precision("bfloat16", "cpu", native_bf16=True).name == "bf16"
+    assert resolve_precision(None, "cpu", native_bf16=True).name == "bf16"
+    assert caplog.text == ""
+
+
+def test_apple_silicon_has_native_bf16_from_m2_on(monkeypatch):
+    """M1 has no BF16 instructions: arm64 alone is not enough, the sysctl feature flag decides."""
+    from dictated.engines.cohere.precision import apple_has_bf16
+
+    assert apple_has_bf16("1\n") and not apple_has_bf16("0\n") and not apple_has_bf16(None)
+    monkeypatch.setattr(precision.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(precision.platform, "machine", lambda: "arm64")
+    detect = detect_native_bf16.__wrapped__  # uncached; conftest pins the module's to False
+    for answer, expected in (("0\n", False), ("1\n", True), (None, False)):
+        monkeypatch.setattr(precision, "_sysctl", lambda name, answer=answer: answer)
+        assert detect() is expected
