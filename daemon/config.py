@@ -348,4 +348,8 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
         table[key] = value
     for section, values in grouped.items():
         config = _apply(config, section, values, "the command line")
+    if config.segmenter.vad == "silero":
+        from .speech_prob import check_model  # onnxruntime only when it is asked for
+
+        check_model()
     return config

@@ -30,7 +30,7 @@ class Utterance:
     reason: EndReason
     speech_start_sample: int | None = None  # detected onset, no pre-roll (None: start_sample)
     # how much of it the VAD heard as speech, 0..1 (the Silero stage: the mean speech probability
-    # over its frames from onset to last voiced frame); None when no such stage ran
+    # over the frames from onset to last voiced frame that webrtcvad passed); None: no such stage
     speech_prob: float | None = None
     by_key: bool = False  # opened by a push-to-talk press (keyed_segmenter.py), not by the VAD
 

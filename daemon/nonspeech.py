@@ -5,22 +5,28 @@ Whisper turns noise into its training set's filler ("Thank you.", "you", ". . ."
 desk the segmenter hands it noise: music, typing, a fan. The rules, each on the evidence the audio
 or the engine gives, never on the text alone:
 
-1. the gate (before any decode): the segmenter's own measure of the utterance, its mean Silero
-   speech probability (`Utterance.speech_prob`), below `min_speech_prob` -> not decoded. None
-   (`vad = "webrtc"`, which has no such measure) never gates;
+1. the gate (before any decode): the segmenter's own measure of the utterance, Silero's mean
+   speech probability over the frames the webrtcvad gate passed (`Utterance.speech_prob`; pauses
+   do not dilute it), below `min_speech_prob` -> not decoded. None (`vad = "webrtc"`, which has
+   no such measure) never gates;
 2. unless the audio is speech by that measure (at least `speech_prob`): the engine's no-speech
    signal (openai/whisper `transcribe.py`'s rule, for any engine that gives the two numbers):
    no-speech probability above `no_speech_prob` and average log-probability below `logprob` ->
    not speech. The VAD outranks the engine here: a lone "you" said aloud scored no-speech 0.64
    and log-probability -1.04 in Whisper (faster-whisper's own copy of the rule dropped it);
-3. ... and the known hallucination phrases, when the engine's no-speech probability is above
-   `phrase_no_speech_prob` or the speech probability is below `speech_prob`. Said aloud ("thank
-   you", speech probability ~0.75-0.9), they stay;
+3. ... and the known hallucination phrases, when the engine doubts them too: its no-speech
+   probability above `no_speech_prob` (above `phrase_no_speech_prob` with `vad = "webrtc"`, no
+   speech probability to back it). Only an engine without that signal has its phrases dropped on
+   the speech probability alone (below `speech_prob`). Said aloud ("thank you", speech
+   probability ~0.75-0.9) they stay, and whispered too: Silero scored a real whispered "Thank
+   you" 0.44 while Whisper heard it plainly (no-speech 0.24, log-probability -0.50);
 4. a text with no word in it (Whisper's ". . ." over silence) is not speech either.
 
 Thresholds from measurements on this machine (Silero v6; Whisper tiny.en, faster-whisper 1.2):
-mean speech probability over desk noise (typing, music, a fan, chimes, clicks, white and pink
-noise) 0.002-0.05, over espeak-ng speech 0.75 ("thank you") to 0.95 (sentences); Whisper on that
+the gated mean over 20 s of desk noise (typing, music, a fan, chimes) 0.008-0.045 (and over
+clicks, white and pink noise, all frames: 0.002-0.05); utterances of espeak-ng speech 0.85
+("thank you", words 0.35 s apart) to 0.97 (sentences), 0.63-0.93 under typing or music, a
+whispered "thank you" 0.47 (so rule 3 waits for the engine's doubt); Whisper on that
 noise said "Thank you.", "you", "Hello, everyone.", ". . ." with no-speech probability 0.78-0.96
 and average log-probability -1.1 to -1.8 (". . ." on silence: -0.79), and on speech no-speech
 probability 0.04-0.45 (0.64-0.75 for a lone "you"), log-probability above -0.72 (-1.04 for it).
@@ -80,7 +86,7 @@ class NonSpeechOptions:
     speech_prob: float = 0.5  # at least this: speech, whatever the engine says (rules 2, 3)
     no_speech_prob: float = 0.6  # rule 2: the engine's no-speech probability above this ...
     logprob: float = -1.0  # ... and its average log-probability below this
-    phrase_no_speech_prob: float = 0.8  # rule 3: a known phrase with the engine this sure
+    phrase_no_speech_prob: float = 0.8  # rule 3 without a speech probability: the engine this sure
 
 
 class Rule(enum.StrEnum):
@@ -179,12 +185,17 @@ class NonSpeechGuard:
             )
         if not is_hallucination_phrase(text):
             return None
-        if speech_prob is not None:  # below o.speech_prob
+        if ns is not None:  # the engine gives its signal: it must doubt the phrase too
+            limit = o.phrase_no_speech_prob if speech_prob is None else o.no_speech_prob
+            if ns <= limit:
+                return None  # a whispered "Thank you": speech probability 0.44, no-speech 0.24
+            why = f"a known phrase with no-speech probability {ns:.2f} > {limit:.2f}"
+            if speech_prob is not None:
+                why += f", mean speech probability {speech_prob:.2f} < {o.speech_prob:.2f}"
+            return Dropped(Rule.PHRASE, why, text)
+        if speech_prob is not None:  # an engine without signals: the audio alone, below speech
             why = f"a known phrase on mean speech probability {speech_prob:.2f}"
             return Dropped(Rule.PHRASE, f"{why} < {o.speech_prob:.2f}", text)
-        if ns is not None and ns > o.phrase_no_speech_prob:
-            why = f"a known phrase with no-speech probability {ns:.2f}"
-            return Dropped(Rule.PHRASE, f"{why} > {o.phrase_no_speech_prob:.2f}", text)
         return None
 
 

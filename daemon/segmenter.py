@@ -6,8 +6,8 @@ steady typing it calls speech outright. The segmenter therefore never acts on a 
 Per frame it keeps one decision, "voiced": webrtcvad says speech, the frame is `energy_gate_db`
 above the noise floor (which strips the overhang that follows a click) *and*, with
 `vad = "silero"`, Silero's speech probability clears its threshold (speech_prob.py; Silero only
-runs once the cheap gate has passed, so silence costs no inference). Over those decisions it keeps
-two sliding windows:
+runs once the cheap gate has passed, so silence costs no inference; when it turns on late, the
+few gated frames before count as voiced too). Over those decisions it keeps two sliding windows:
 
 - an utterance starts when at least `start_ratio` of the last `start_window_ms` is voiced; it
   reaches back to where that speech began, plus `preroll_ms`, so first words are not clipped;
@@ -16,9 +16,12 @@ two sliding windows:
   speech that is half unvoiced changes nothing, while clicks and short bursts stay below it;
 - the utterance ends once speech has not been going on for `hangover_ms` (the end window takes
   ~0.2 s to fall below its ratio after the last voiced frame, so with the defaults an utterance
-  closes ~0.8 s after speech stops); `SpeechPaused` is reported after `pause_ms` without a voiced
-  frame, counted from the last voiced frame itself (not from the lagging end window), and
-  `SpeechResumed` at the next voiced frame -- where speculative decoding starts and is cancelled;
+  closes ~0.8 s after speech stops) -- but not within `pause_ms` of a voiced frame: resumed
+  speech is still refilling the end window, and closing then would cut off the next sentence's
+  start, which would begin without its pre-roll; `SpeechPaused` is reported after `pause_ms`
+  without a voiced frame, counted from the last voiced frame itself (not the lagging end
+  window), and `SpeechResumed` at the next voiced frame -- where speculative decoding starts
+  and is cancelled;
 - `end_early` lets the open utterance end sooner than the hangover (when a speculative decode
   says its text ends a sentence), unless speech came after what that decode heard;
 - utterances with fewer than `min_speech_ms` of voiced frames are blips and are dropped
@@ -52,9 +55,9 @@ from .events import (
     Utterance,
     UtteranceEnded,
 )
-from .segmenter_cut import cut_frame
+from .segmenter_cut import cut_frame, onset_index
 from .segmenter_options import SegmenterOptions
-from .speech_prob import SileroStage
+from .speech_prob import SileroStage, gated_mean
 
 __all__ = ["Segmenter", "SegmenterOptions"]
 
@@ -74,11 +77,8 @@ _FLOOR_ALPHA = 0.05
 _FLOOR_SNAP = 10 ** (6 / 10)
 # Frames whose energies push() computes in one numpy pass (~1 MB of float32 at a time).
 _ENERGY_BATCH = 512
-# How far before the start window an utterance's onset is looked for (see Segmenter._onset).
+# How far before the start window an utterance's onset is looked for (see onset_index).
 _ONSET_LOOKBACK_MS = 1000
-# Silero reads speech 1-4 frames after it begins; the gated frames right before the first voiced
-# one over which its probability was rising (at most this many) are taken as the onset's.
-_ONSET_LAG_FRAMES = 3
 
 
 def _frames(ms: float) -> int:
@@ -102,6 +102,7 @@ class Segmenter:
         self._end_count = math.ceil(options.end_ratio * we - 1e-9)
         self._hangover = _frames(options.hangover_ms)
         self._pause = min(_frames(options.pause_ms), self._hangover)
+        self._pause_s = self._pause * FRAME_SAMPLES
         self._min_voiced = math.ceil(options.min_speech_ms / FRAME_MS)
         self._max_frames = options.max_frames
         self._search = _frames(options.cut_search_ms)
@@ -246,9 +247,9 @@ class Segmenter:
             floor = _ABSOLUTE_FLOOR
         self._floor = floor
         voiced = gate = 1 if speech and energy >= floor * self._gate else 0
-        prob = 0
+        prob = lag = 0
         if self._stage is not None:
-            voiced, p = self._stage.judge(frame, gate, self._open)
+            voiced, p, lag = self._stage.judge(frame, gate, self._open)
             prob = int(p * 255 + 0.5)
 
         start = self._pos
@@ -260,6 +261,8 @@ class Segmenter:
         self._ecount += voiced - ring[(i - self._we) % n]
         ring[i] = voiced
         self._di = i + 1 if i + 1 < n else 0
+        if lag:  # Silero turned on late: the frames of its onset count as voiced too
+            self._voice_lag(lag, i)
 
         if not self._open:
             if not self._ring_audio:
@@ -276,6 +279,7 @@ class Segmenter:
         self._audio += frame
         self._flags.append(voiced)
         self._probs.append(prob)
+        self._gates.append(gate)
         if voiced:
             self._voiced += 1
             self._speech_end = self._pos
@@ -295,7 +299,8 @@ class Segmenter:
             self._quiet = 0
         else:
             self._quiet += 1
-            if self._quiet >= self._hangover:
+            # not while speech has just resumed: the end window is still refilling
+            if self._quiet >= self._hangover and self._pos - self._speech_end >= self._pause_s:
                 self._close("silence", events)
                 return
         if self._early_end is not None and self._pos >= self._early_end:
@@ -306,12 +311,27 @@ class Segmenter:
         if len(self._flags) >= self._max_frames:
             self._cut(events)
 
+    def _voice_lag(self, lag: int, i: int) -> None:
+        """Mark the `lag` frames before ring slot `i` voiced (see SileroStage.judge)."""
+        ring, n = self._decisions, self._dn
+        flags = self._flags if self._open else self._ring_flags
+        for k in range(1, min(lag, len(flags)) + 1):
+            if k < n and not ring[(i - k) % n]:  # still in a window (a short one may be past)
+                ring[(i - k) % n] = 1
+                self._scount += k < self._ws
+                self._ecount += k < self._we
+            if not flags[-k]:
+                self.voiced_frames += 1
+                flags[-k] = 1
+                self._voiced += self._open
+
     # -- utterance bookkeeping ------------------------------------------------------------------
 
     def _reset_utterance(self) -> None:
         self._audio = bytearray()
         self._flags = bytearray()  # voiced decision per frame of the open utterance
         self._probs = bytearray()  # Silero's probability per frame, 0-255 (0 without Silero)
+        self._gates = bytearray()  # whether webrtcvad and the energy gate passed each frame
         self._start = 0
         self._onset_sample: int | None = None  # detected speech onset (no pre-roll), once known
         self._voiced = 0
@@ -326,19 +346,15 @@ class Segmenter:
         flags = self._ring_flags
         # Speech usually begins partway into the frame before the first voiced one, so the
         # pre-roll is counted from that frame.
-        onset = self._onset(flags)
+        onset = max(0, onset_index(flags, self._ws) - 1)
         extra = self._ring_extra
-        for _ in range(_ONSET_LAG_FRAMES):  # gated frames where Silero's probability rose
-            if onset == 0 or not extra[onset - 1][0] or extra[onset - 1][1] > extra[onset][1]:
-                break
-            onset -= 1
-        onset = max(0, onset - 1)
         first = max(0, onset - self._preroll_frames)
         self._start = self._ring_start + first * FRAME_SAMPLES
         self._onset_sample = self._ring_start + onset * FRAME_SAMPLES
         self._audio = bytearray(b"".join(itertools.islice(self._ring_audio, first, None)))
         self._flags = bytearray(itertools.islice(flags, first, None))
         self._probs = bytearray(e[1] for e in itertools.islice(extra, first, None))
+        self._gates = bytearray(e[0] for e in itertools.islice(extra, first, None))
         self._voiced = sum(self._flags)
         self._speech_end = self._start + (self._flags.rfind(1) + 1) * FRAME_SAMPLES
         self._quiet = 0
@@ -347,25 +363,6 @@ class Segmenter:
         self._ring_extra.clear()
         if self._voiced >= self._min_voiced:
             self._confirm(events)
-
-    def _onset(self, flags: deque[int]) -> int:
-        """Ring index of the first voiced frame of the speech that just triggered a start.
-
-        From the first voiced frame of the start window, walk back over earlier voiced frames
-        until a whole start window of unvoiced frames separates them from the speech.
-        """
-        n = len(flags)
-        window = range(max(0, n - self._ws), n)
-        onset = next((i for i in window if flags[i]), window.start)
-        gap = 0
-        for i in range(onset - 1, -1, -1):
-            if flags[i]:
-                onset, gap = i, 0
-            else:
-                gap += 1
-                if gap >= self._ws:
-                    break
-        return onset
 
     def _confirm(self, events: list[SegmenterEvent]) -> None:
         self._confirmed = True
@@ -422,12 +419,12 @@ class Segmenter:
         )
 
     def _speech_prob(self, speech_end: int) -> float | None:
-        """Mean Silero probability from the onset to the last voiced frame (None: no Silero)."""
+        """Silero's mean over the gated frames from the onset to the last voiced one (or None)."""
         if self._stage is None:
             return None
-        a = (self._onset_sample or self._start) - self._start
-        probs = self._probs[a // FRAME_SAMPLES : (speech_end - self._start) // FRAME_SAMPLES]
-        return sum(probs) / (255 * len(probs)) if probs else 0.0
+        a = ((self._onset_sample or self._start) - self._start) // FRAME_SAMPLES
+        b = (speech_end - self._start) // FRAME_SAMPLES
+        return gated_mean(self._probs[a:b], self._gates[a:b])
 
     def _cut(self, events: list[SegmenterEvent]) -> None:
         """At the length cap: end the utterance at the best pause nearby, carry the rest on."""
@@ -446,6 +443,7 @@ class Segmenter:
         self._audio = self._audio[cut * FRAME_BYTES :]
         self._flags = flags[cut:]
         self._probs = self._probs[cut:]
+        self._gates = self._gates[cut:]
         self._start = head_end
         self._onset_sample = None  # found when this part is confirmed
         self._early_end = None  # a speculative decode heard the head, not this part

@@ -1,12 +1,14 @@
-"""Where the segmenter cuts an utterance that reached the length cap (35 s by default).
+"""Where the segmenter cuts an utterance that reached the length cap (35 s by default), and
+where an utterance's speech began.
 
-Apart from segmenter.py because it runs once per cap, not per frame, and reads the utterance's
-per-frame record (voiced flags, speech probabilities, audio) as a whole.
+Apart from segmenter.py because these run once per cap or per utterance, not per frame, and read
+the per-frame record (voiced flags, speech probabilities, audio) as a whole.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -50,3 +52,23 @@ def _frame_energies(audio: bytes, lo: int, hi: int) -> np.ndarray:
     x = np.frombuffer(audio, dtype=np.int16)[lo * FRAME_SAMPLES : hi * FRAME_SAMPLES]
     x = x.astype(np.float32).reshape(hi - lo, FRAME_SAMPLES)
     return np.einsum("ij,ij->i", x, x)
+
+
+def onset_index(flags: Sequence[int], window: int) -> int:
+    """Index of the first voiced frame of the speech that just triggered a start.
+
+    From the first voiced frame of the last `window` frames (the start window), walk back over
+    earlier voiced frames until a whole window of unvoiced frames separates them from the speech.
+    """
+    n = len(flags)
+    frames = range(max(0, n - window), n)
+    onset = next((i for i in frames if flags[i]), frames.start)
+    gap = 0
+    for i in range(onset - 1, -1, -1):
+        if flags[i]:
+            onset, gap = i, 0
+        else:
+            gap += 1
+            if gap >= window:
+                break
+    return onset

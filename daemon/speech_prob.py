@@ -27,7 +27,7 @@ import numpy as np
 from .audio.format import FRAME_SAMPLES, SAMPLE_RATE
 from .errors import ConfigError
 
-__all__ = ["SileroStage", "SpeechProb", "model_path"]
+__all__ = ["SileroStage", "SpeechProb", "check_model", "gated_mean", "model_path"]
 
 WINDOW = 512  # samples per Silero window at 16 kHz (32 ms), fixed by the model
 CONTEXT = 64  # samples of the previous window prepended to each, fixed by the model
@@ -35,6 +35,9 @@ _STATE_SHAPE = (1, 1, 128)  # the LSTM's h and c
 # Frames of audio before a wake fed to a fresh state first, so the LSTM has settled on the room
 # before the frame that woke it (from zero state its first windows read low on any input).
 WARMUP_FRAMES = 6  # 180 ms
+# Silero reads speech 1-4 frames after it begins; the gated frames right before the first voiced
+# one over which its probability was rising (at most this many) are the onset's (see judge).
+ONSET_LAG_FRAMES = 3
 
 _session: Any = None
 _session_lock = threading.Lock()
@@ -82,6 +85,18 @@ def shared_session() -> Any:
         return _session
 
 
+def check_model() -> None:
+    """Raise ConfigError now if the model or onnxruntime is missing: called when the config is
+    read or reloaded, so `vad = "silero"` fails at start (exit 2), not in a channel after the
+    daemon said it was ready. Found, not loaded: every `dictated ptt press` reads the config,
+    and a key binding must not pay for importing onnxruntime."""
+    model_path()
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError(
+            'segmenter.vad = "silero" needs onnxruntime; install it or set segmenter.vad = "webrtc"'
+        )
+
+
 class SpeechProb:
     """Per-channel Silero stream: `frame` gives each 30 ms frame's speech probability.
 
@@ -100,24 +115,38 @@ class SpeechProb:
         self._buf = np.zeros(CONTEXT + WINDOW, dtype=np.float32)  # context + window being filled
         self._fill = CONTEXT
         self._prob = 0.0
+        # frames noted since a sleep that kept the state (None: the state is stale, wake fresh)
+        self._missed: int | None = None
 
     def wake(self) -> None:
-        """Start a fresh stream (a new utterance's worth), primed with the frames just heard."""
+        """Carry on after a short sleep that kept the state: feed just the frames it missed (the
+        windows stay contiguous, as if it had never slept). Otherwise start a fresh stream (a
+        new utterance's worth), primed with the frames just heard."""
+        self.awake = True
+        if self._missed is not None:
+            for frame in list(self._recent)[len(self._recent) - self._missed :]:
+                self._feed(frame)
+            return
         self._h[:] = 0.0
         self._c[:] = 0.0
         self._buf[:] = 0.0
         self._fill = CONTEXT
         self._prob = 0.0
-        self.awake = True
         for frame in self._recent:
             self._feed(frame)
 
-    def sleep(self) -> None:
+    def sleep(self, keep: bool = False) -> None:
+        """Stop inference; `keep`: a wake within WARMUP_FRAMES carries on with this state
+        (under music the gate flickers, and priming afresh each time cost more windows than
+        the audio has)."""
         self.awake = False
+        self._missed = 0 if keep else None
 
     def note(self, frame: bytes) -> None:
         """Asleep: remember the frame for the next wake's warm-up (no inference)."""
         self._recent.append(frame)
+        if self._missed is not None:
+            self._missed = self._missed + 1 if self._missed < WARMUP_FRAMES else None
 
     def frame(self, frame: bytes) -> float:
         """Awake: feed one 30 ms frame; the probability of the latest window completed so far."""
@@ -160,26 +189,59 @@ class SileroStage:
         self._start, self._end, self._sleep_after = start, end, sleep_after
         self._on = False  # Silero's own hysteresis state
         self._since_gate = sleep_after  # frames since the gate last passed
+        # (gate, voiced, probability) of the frames just judged since the wake, newest last
+        self._recent: deque[tuple[int, int, float]] = deque(maxlen=ONSET_LAG_FRAMES)
 
-    def judge(self, frame: bytes, gate: int, open_: bool) -> tuple[int, float]:
-        """(voiced 0/1, probability) for one frame; asleep, (0, 0.0) without inference."""
+    def judge(self, frame: bytes, gate: int, open_: bool) -> tuple[int, float, int]:
+        """(voiced 0/1, probability, lag) for one frame; asleep, (0, 0.0, 0) without inference.
+
+        `lag`: when this frame turns speech on, how many frames right before it (at most
+        ONSET_LAG_FRAMES) were the speech's own onset -- gated, with Silero's probability rising
+        towards the threshold it reaches late -- and so count as voiced too. Without them a
+        short word (0.3-0.45 s) would fall below min_speech_ms and be dropped as a blip.
+        """
         stream = self.stream
         self._since_gate = 0 if gate else self._since_gate + 1
         if not stream.awake:
             if not gate:
                 stream.note(frame)
-                return 0, 0.0
+                return 0, 0.0, 0
             stream.wake()
             self._on = False
+            self._recent.clear()
         p = stream.frame(frame)
         self._on = p >= (self._end if self._on else self._start)
         if not open_ and self._since_gate >= self._sleep_after:
-            stream.sleep()
-        return (1 if gate and self._on else 0), p
+            stream.sleep(keep=True)
+        voiced = 1 if gate and self._on else 0
+        lag = 0
+        if voiced and (not self._recent or not self._recent[-1][1]):
+            later = p
+            for g, v, q in reversed(self._recent):
+                if not g or v or q > later:
+                    break
+                lag, later = lag + 1, q
+        self._recent.append((gate, voiced, p))
+        return voiced, p, lag
 
     def reset(self) -> None:
         """An utterance closed: the next one starts from a fresh state."""
         self.stream.sleep()
+
+
+def gated_mean(probs: bytes, gates: bytes) -> float:
+    """An utterance's speech probability: the mean over its frames the webrtcvad gate passed.
+
+    Pauses between words and sentences are mostly ungated, so they do not dilute it (over all
+    frames, real speech with pauses scored ~0.5); noise that passes the gate (music, clicks)
+    scores what Silero makes of it. `probs` are 0-255 bytes; 0.0 when no frame passed the gate.
+    """
+    total = n = 0
+    for p, g in zip(probs, gates, strict=True):
+        if g:
+            total += p
+            n += 1
+    return total / (255 * n) if n else 0.0
 
 
 def probabilities(pcm: np.ndarray) -> np.ndarray:

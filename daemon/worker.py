@@ -185,8 +185,11 @@ class Worker:
         if pending is not None and pending.id == job.id:
             del self._pending[job.channel]
         run = self._running
-        if run is not None and not run.speculation.covers(job.utterance, job.language):
-            run.cancel.set()  # it cannot become this final: free the engine for it
+        if run is not None and not any(
+            run.speculation.id == j.id and run.speculation.covers(j.utterance, j.language)
+            for j in (*self._unfinished, job)
+        ):
+            run.cancel.set()  # it cannot become any queued final: free the engine for them
         if self._queue.full():
             log.warning(
                 "worker: queue full (%d utterances); waiting for the engine", self._queue.qsize()

@@ -183,6 +183,28 @@ def test_a_final_that_cannot_use_the_running_decode_cancels_it():
     assert lane.finals[0].transcript.text == fingerprint(int16_to_float32(pcm))
 
 
+@pytest.mark.parametrize("interruptible", [True, False])
+def test_a_later_final_keeps_the_running_decode_an_earlier_queued_final_reuses(interruptible):
+    """u1's final is queued while the speculative decode that covers it runs; u2 (another
+    channel) arrives next and cannot use that decode -- it must not cancel it from under u1."""
+    pcm = np.concatenate([speech(2.0), np.zeros(SR // 2, dtype=np.int16)])
+    other = speech(1.0)
+
+    async def main():
+        async with Lane(FakeEngine(delay_s=0.3, interruptible=interruptible)) as lane:
+            lane.worker.speculate(speculation(pcm[: 2 * SR + SR // 4], 2 * SR))
+            while lane.engine.calls == 0:
+                await asyncio.sleep(0.005)  # the speculative decode is running
+            await lane.worker.submit(job(pcm, 2 * SR))  # covered: u1 will reuse it
+            u2 = Utterance(0, other, 10 * SR, 11 * SR, "silence")
+            await lane.worker.submit(Job("u2", u2, "en", 0, 0, 0, 0, 0, "them"))
+        return lane
+
+    lane = run(main())
+    u1 = next(f for f in lane.finals if f.job.id == "u1")
+    assert u1.speculative and lane.engine.calls == 2 and lane.engine.cancelled == 0
+
+
 # -- when a text ends a sentence ----------------------------------------------------------------
 
 
