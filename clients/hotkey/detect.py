@@ -7,11 +7,10 @@ then evdev. Wayland: no program may grab a key there (compositors do not allow i
 
 from __future__ import annotations
 
-from .session import session
-
 from . import evdev_backend, pynput_backend, x11
 from .backend import DOCS, HotkeyUnavailable, Listener
 from .keys import KeyCombo
+from .session import session
 
 BACKENDS = ("auto", x11.NAME, pynput_backend.NAME, evdev_backend.NAME)
 __all__ = ["BACKENDS", "candidates", "choose", "create", "session"]  # session: the doctor's too

@@ -12,10 +12,9 @@ import glob
 import os
 import sys
 
-from .session import INPUT_GROUP_FIX
-
 from .backend import HotkeyUnavailable, Sink, StopPipe
 from .keys import BadKey, KeyCombo
+from .session import INPUT_GROUP_FIX
 
 NAME = "evdev"
 #: pynput key names -> the evdev KEY_ code name, where upper-casing is not enough
