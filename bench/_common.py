@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -44,3 +47,35 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
         )
         if n == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def normalise(text: str) -> str:
+    """Lower case, punctuation gone: what WER is computed on."""
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def start_realtime_daemon(wav: str, env: dict[str, str], extra: list[str]):
+    """`dictated run` on a file streamed in real time with the embedded Whisper engine, and a
+    ZeroMQ subscriber to all its events, connected before it starts: (process, context, sub)."""
+    import zmq
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(f"tcp://127.0.0.1:{port}")
+    cmd = [
+        *(sys.executable, "-m", "dictated", "run", "--source", f"file:{wav}", "--realtime"),
+        *("--engine", "whisper", "--pub", f"tcp://127.0.0.1:{port}", "--linger", "0.5"),
+        *("--log-level", "warning", *extra),
+    ]
+    return subprocess.Popen(cmd, env=env, cwd=REPO), context, sub

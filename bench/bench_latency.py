@@ -27,18 +27,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 import soundfile
-import zmq
-from _common import REPO, isolated_env, pct, print_table
-
-_TICKS = os.sysconf("SC_CLK_TCK")
+from _common import (
+    cpu_seconds,
+    isolated_env,
+    normalise,
+    pct,
+    print_table,
+    start_realtime_daemon,
+)
 
 
 @dataclass(frozen=True)
@@ -53,28 +53,8 @@ class Run:
     slowest: dict  # timings_ms of the slowest final
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
 def run_daemon(wav: str, mode: str, extra: list[str], verbose: bool = False) -> Run:
-    env = isolated_env()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(f"tcp://127.0.0.1:{port}")
-    cmd = [
-        *(sys.executable, "-m", "dictated", "run", "--source", f"file:{wav}", "--realtime"),
-        *("--engine", "whisper", "--pub", f"tcp://127.0.0.1:{port}", "--linger", "0.5"),
-        *("--log-level", "warning", *extra),
-    ]
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO)
+    proc, context, sub = start_realtime_daemon(wav, isolated_env(), extra)
     latencies, texts = [], []
     slowest: dict = {}
     ready_at = ready_cpu = None
@@ -116,10 +96,6 @@ def run_daemon(wav: str, mode: str, extra: list[str], verbose: bool = False) -> 
         partials,
         slowest,
     )
-
-
-def normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
 
 
 def split_sentences(sentences, pause_s: float, inner_s: float) -> tuple[list[str], list[float]]:

@@ -32,19 +32,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import soundfile
-import zmq
-from _common import REPO, isolated_env, pct, print_table
+from _common import (
+    cpu_seconds,
+    isolated_env,
+    normalise,
+    pct,
+    print_table,
+    start_realtime_daemon,
+)
 
-_TICKS = os.sysconf("SC_CLK_TCK")
 SR = 16000
 
 
@@ -106,30 +107,12 @@ def build_session(count: int) -> tuple[Session, np.ndarray]:
     return Session(room(noisy), sentences, voices), room(clean)
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
 def run_daemon(wav: str, name: str, vad: str, verbose: bool) -> Result:
     env = isolated_env()
     config = f"{env['XDG_DATA_HOME']}-{name}.toml"
     with open(config, "w") as f:
         f.write(f'[segmenter]\nvad = "{vad}"\n')
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(f"tcp://127.0.0.1:{port}")
-    cmd = [
-        *(sys.executable, "-m", "dictated", "run", "--source", f"file:{wav}", "--realtime"),
-        *("--engine", "whisper", "--pub", f"tcp://127.0.0.1:{port}", "--linger", "0.5"),
-        *("--config", config, "--log-level", "warning"),
-    ]
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO)
+    proc, context, sub = start_realtime_daemon(wav, env, ["--config", config])
     result = Result(name)
     ready_at = ready_cpu = None
     while proc.poll() is None or sub.poll(100):
@@ -153,10 +136,6 @@ def run_daemon(wav: str, name: str, vad: str, verbose: bool) -> Result:
     if proc.returncode != 0:
         raise SystemExit(f"the daemon ({name}) exited with {proc.returncode}")
     return result
-
-
-def normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
 
 
 def score(r: Result, session: Session, truth: str) -> list:
