@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +82,25 @@ def start_realtime_daemon(wav: str, env: dict[str, str], extra: list[str]):
         *("--log-level", "warning", *extra),
     ]
     return subprocess.Popen(cmd, env=env, cwd=REPO), context, sub
+
+
+def interleaved_medians(fns, repeats: int) -> list[tuple[float, object]]:
+    """Median ms of each function and its first result, run alternately so machine load hits
+    them alike (the first call is the warm-up: first-use costs are not measured)."""
+    results = [fn() for fn in fns]
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, bucket in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            bucket.append((time.perf_counter() - start) * 1000.0)
+    return [(statistics.median(t), r) for t, r in zip(times, results, strict=True)]
+
+
+def daemon_events(proc, sub):
+    """(topic, arrival time, body) of each event until the daemon has exited and nothing is left."""
+    while proc.poll() is None or sub.poll(100):
+        if not sub.poll(100):
+            continue
+        topic, frame = sub.recv_multipart()
+        yield topic, time.time(), json.loads(frame)

@@ -27,27 +27,13 @@ import argparse
 import gc
 import logging
 import os
-import statistics
 import time
 
 import numpy as np
-from _common import print_table
+from _common import interleaved_medians, print_table
 
 SAMPLE_RATE = 16000
 PROMPT_LENGTH = 10
-
-
-def medians_ms(fns, repeats: int) -> list[float]:
-    """Median ms of each function, run alternately so machine load hits them alike."""
-    for fn in fns:
-        fn()  # warm-up: first-use costs are the engine's warm-up's, not measured here
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, bucket in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            bucket.append((time.perf_counter() - start) * 1000.0)
-    return [statistics.median(t) for t in times]
 
 
 def audio(seconds: float) -> np.ndarray:
@@ -214,12 +200,17 @@ def main() -> None:
 
                     return run
 
-                ms = medians_ms([lent(fn) for fn in theirs[key]] + fns, repeats)
+                ms = [
+                    ms
+                    for ms, _ in interleaved_medians(
+                        [lent(fn) for fn in theirs[key]] + fns, repeats
+                    )
+                ]
                 n_ref = len(theirs[key])
                 add(reference, key, figure(key, ms[:n_ref]))
                 ms = ms[n_ref:]
             else:
-                ms = medians_ms(fns, repeats)
+                ms = [ms for ms, _ in interleaved_medians(fns, repeats)]
             add(name, key, figure(key, ms))
 
     with torch.inference_mode():

@@ -13,25 +13,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from _common import print_table
-
-
-def interleaved_medians(fns, repeats: int) -> list[tuple[float, object]]:
-    """Median ms of each function, run alternately so machine load hits them alike."""
-    results = [fn() for fn in fns]  # warm-up, and the result to compare
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, bucket in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            bucket.append((time.perf_counter() - start) * 1000.0)
-    return [(statistics.median(t), r) for t, r in zip(times, results, strict=True)]
-
+from _common import interleaved_medians, print_table
 
 MODELS = {  # name -> (seed, make_tiny_cohere_dir overrides)
     "tiny seed 0 (32-d, 54 tok)": (0, {}),

@@ -25,14 +25,13 @@ The machine's load average is printed with it: on a shared machine rerun it when
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import time
 from dataclasses import dataclass
 
 import soundfile
 from _common import (
     cpu_seconds,
+    daemon_events,
     isolated_env,
     normalise,
     pct,
@@ -61,12 +60,7 @@ def run_daemon(wav: str, mode: str, extra: list[str], verbose: bool = False) -> 
     cpu = float("nan")
     last_status: dict = {}
     partials = 0
-    while proc.poll() is None or sub.poll(100):
-        if not sub.poll(100):
-            continue
-        topic, frame = sub.recv_multipart()
-        at = time.time()
-        body = json.loads(frame)
+    for topic, at, body in daemon_events(proc, sub):
         if topic == b"transcript":
             latencies.append(at - body["end"])
             texts.append(body["text"])

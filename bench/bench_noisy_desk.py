@@ -30,15 +30,14 @@ On a shared machine run it with `nice` and read the load average printed with it
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import soundfile
 from _common import (
     cpu_seconds,
+    daemon_events,
     isolated_env,
     normalise,
     pct,
@@ -115,12 +114,7 @@ def run_daemon(wav: str, name: str, vad: str, verbose: bool) -> Result:
     proc, context, sub = start_realtime_daemon(wav, env, ["--config", config])
     result = Result(name)
     ready_at = ready_cpu = None
-    while proc.poll() is None or sub.poll(100):
-        if not sub.poll(100):
-            continue
-        topic, frame = sub.recv_multipart()
-        at = time.time()
-        body = json.loads(frame)
+    for topic, at, body in daemon_events(proc, sub):
         if topic == b"transcript":
             body["_at"] = at
             result.transcripts.append(body)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-from _common import REPO, isolated_env, print_table
+from _common import REPO, cpu_seconds, isolated_env, print_table
 
 
 @dataclass(frozen=True)
@@ -53,12 +52,6 @@ def memory_mb(pid: int) -> tuple[float, float]:
     if len(found) != 2:
         raise RuntimeError(f"no VmRSS/VmHWM for pid {pid}")
     return found["VmRSS"], found["VmHWM"]
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reference_cpu_per_hour(pcm, seconds: float) -> float:
