@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -20,6 +21,7 @@ from dictated.clients.keyboard.compose import (
     Type,
 )
 from dictated.clients.keyboard.xdotool import XdotoolBackend
+from dictated.clients.keyboard.xheld import HeldKeys
 from dictated.clients.keyboard.xkeymap import KeymapBinder
 from tests.daemon_proc import feed, start_daemon, wait_for_transcripts
 from tests.dictation import command_speech
@@ -219,6 +221,76 @@ def test_scratch_that_removes_exactly_the_previous_utterance_on_screen(xsession,
     for text in ("Keep 日本 😀.", "Drop ü and 👍 this.", "Scratch that.", "End."):
         apply(backend, composer.feed(text))
     assert xsession.read_back(1) == "Keep 日本 😀. End."
+
+
+class GrabbedKey:
+    """dictated-hotkey's own X11 grab on F9, run in a thread, and xdotool holding the key."""
+
+    def __init__(self, xsession):
+        pytest.importorskip("Xlib", reason="python-xlib comes with the [hotkey] extra")
+        from dictated.clients.hotkey.keys import parse_combo
+        from dictated.clients.hotkey.x11 import X11Listener
+
+        self.xsession = xsession
+        self.events: list[str] = []
+        self.listener = X11Listener(parse_combo("F9"))
+        self.thread = threading.Thread(target=self.listener.run, args=(self,), daemon=True)
+        self.thread.start()
+
+    def down(self) -> None:
+        self.events.append("down")
+
+    def up(self) -> None:
+        self.events.append("up")
+
+    def hold(self) -> None:
+        self.xsession.xdotool("keydown", "F9")
+        deadline = time.monotonic() + 10
+        while self.events != ["down"]:  # the grab is active now
+            assert time.monotonic() < deadline, self.events
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.listener.stop()
+        self.thread.join(5)
+        self.listener.close()
+
+
+def test_nothing_is_typed_into_a_grabbed_key_it_waits_for_the_release(xsession, monkeypatch):
+    """A toggle hotkey acts on the press; while its key is down X sends every typed key to the
+    grabbing program. The final is often ready before a tapped key is up, so typing waits; it
+    was lost whole before (read back: '' and then only what followed the release)."""
+    monkeypatch.setenv("DISPLAY", xsession.display)
+    key = GrabbedKey(xsession)
+    backend = XdotoolBackend()
+    try:
+        key.hold()
+        release = threading.Timer(0.4, xsession.xdotool, ("keyup", "F9"))
+        release.start()
+        t0 = time.monotonic()
+        apply(backend, Composer().feed("She tapped the key."))
+        waited = time.monotonic() - t0
+        release.join()
+    finally:
+        backend.close()
+        key.close()
+    assert xsession.read_back(1) == "She tapped the key."
+    assert key.events == ["down", "up"]
+    assert waited >= 0.3, waited  # it waited for the key
+
+
+def test_a_key_held_past_the_wait_is_named_and_the_text_still_typed(xsession, monkeypatch, caplog):
+    monkeypatch.setenv("DISPLAY", xsession.display)
+    held = HeldKeys()
+    try:
+        xsession.xdotool("keydown", "F9")
+        assert held.down(), "XQueryKeymap sees the key"
+        assert held.wait_released(timeout_s=0.2) is False
+        xsession.xdotool("keyup", "F9")
+        assert held.down() == [] and held.wait_released(timeout_s=0.2) is True
+    finally:
+        held.close()
+    assert "still held after" in caplog.text
 
 
 @pytest.mark.slow  # the real daemon with a real model
