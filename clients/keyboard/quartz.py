@@ -41,6 +41,9 @@ class QuartzBackend:
             event = q.CGEventCreateKeyboardEvent(None, keycode, down)
             if text is not None:
                 q.CGEventKeyboardSetUnicodeString(event, len(text.encode("utf-16-le")) // 2, text)
+            # no modifiers: a hotkey's held ctrl/alt/cmd must not turn the text into shortcuts
+            # (pynput sets its events' flags the same way; X11's xdotool --clearmodifiers)
+            q.CGEventSetFlags(event, 0)
             q.CGEventPost(q.kCGHIDEventTap, event)
         time.sleep(_PAUSE_S)
 

@@ -108,6 +108,7 @@ class FakeQuartz(types.ModuleType):
     def __init__(self) -> None:
         super().__init__("Quartz")
         self.keys: list[list] = []
+        self.flags: list[int] = []  # of every event, down and up
 
     def CGEventCreateKeyboardEvent(self, source, keycode, down):  # noqa: N802 (pyobjc's name)
         event = [keycode, None]
@@ -117,6 +118,9 @@ class FakeQuartz(types.ModuleType):
 
     def CGEventKeyboardSetUnicodeString(self, event, length, text):  # noqa: N802
         event[1] = text
+
+    def CGEventSetFlags(self, event, flags):  # noqa: N802
+        self.flags.append(flags)
 
     def CGEventPost(self, tap, event):  # noqa: N802
         pass
@@ -178,6 +182,8 @@ def test_every_backend_gets_text_without_controls(name, recording_tools, monkeyp
         screen = "".join(
             "\n" if key == quartz._KEY_RETURN else text for key, text in fake_quartz.keys
         )
+        # no modifier flags: a held hotkey modifier must not make the text shortcuts
+        assert fake_quartz.flags == [0] * (2 * len(fake_quartz.keys))
     elif name == "dry-run":
         screen = "".join(json.loads(line[len("type ") :]) for line in out.read_text().splitlines())
     else:
