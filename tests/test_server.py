@@ -117,16 +117,18 @@ class InProcess:
     def _run(self) -> None:
         self.exit_code = asyncio.run(self.daemon.serve())
 
-    def start(self) -> InProcess:
+    def start(self, go: bool = True) -> InProcess:
         """Start, and let the audio flow once the subscriber is surely connected (a PUB socket
-        drops what it sends before a subscription arrives)."""
+        drops what it sends before a subscription arrives); `go=False`: the test sets
+        `source.go` itself, once its own clients are subscribed too."""
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self._ready():
             assert time.monotonic() < deadline, "the daemon did not get ready"
             time.sleep(0.05)
         time.sleep(0.3)
-        self.source.go.set()
+        if go:
+            self.source.go.set()
         return self
 
     def _ready(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import numpy as np
 import pytest
@@ -314,9 +315,25 @@ def test_sentence_final_text_shortens_the_hangover_and_other_text_does_not(
     isolated_env, free_port, tmp_path, suffix, utterances
 ):
     signal = compose(SENTENCES[:3], 0.45)  # merged into one by the full hangover
-    source = GatedSource(signal.pcm, pace_s=0.02)  # 5x real time: decodes finish in the pause
+    # held in each pause (past its SpeechPaused, before the next onset) until the speculative
+    # decode has done its part: at 5x real time the pause is 90 ms of wall time, too short to
+    # count on for a thread round trip on a loaded machine
+    block = SR // 10
+    gates = tuple(-(-(s.end_sample + SR // 3) // block) * block for s in signal.spoken[:-1])
+    source = GatedSource(signal.pcm, gates=gates, pace_s=0.02)
     engine = FakeEngine(suffix=suffix)
     run = InProcess(isolated_env, free_port, source, engine, tmp_path, speculating()).start()
+    for i, gate in enumerate(gates):
+        assert source.wait_at(gate, 60)
+        if utterances == 3:  # the sentence's text ended its utterance before the next onset
+            run.receive(lambda ev, n=i: sum(t == "transcript" for t, _ in ev) > n, timeout_s=20)
+            assert len(run.of("transcript")) == i + 1, run.events
+        else:  # the decode of the pause was made, and kept the utterance open
+            deadline = time.monotonic() + 60
+            while engine.calls <= i:
+                assert time.monotonic() < deadline, "no speculative decode in the pause"
+                time.sleep(0.01)
+        source.go.set()
     assert run.finish() == 0
     finals = list(transcripts_by_id(run).values())
     assert len(finals) == utterances

@@ -46,6 +46,25 @@ def _match(captured: np.ndarray, clip: np.ndarray) -> float:
     return float(corr[lag] / (np.linalg.norm(window) * np.linalg.norm(b) + 1e-9))
 
 
+TAIL_S = 0.5  # see Played
+
+
+class Played:
+    """True once the player has exited and TAIL_S more audio was captured: paplay exits when the
+    sink has played its last sample, and the monitor hands that sample over up to a fragment
+    later, so stopping (or switching) at the exit could cut the clip's end."""
+
+    def __init__(self) -> None:
+        self._exit_s: float | None = None
+
+    def __call__(self, player: subprocess.Popen | None, seconds: float) -> bool:
+        if player is None or player.poll() is None:
+            return False
+        if self._exit_s is None:
+            self._exit_s = seconds
+        return seconds >= self._exit_s + TAIL_S
+
+
 async def _capture(source, until, timeout_s: float = 30.0, states: list | None = None):
     """Blocks from `source` until `until(seconds_captured)` says stop: the audio, the gaps the
     source declared, and how far stream time (samples + gaps) drifted from the wall clock."""
@@ -82,11 +101,12 @@ def test_captures_what_the_default_output_plays(tmp_path):
         assert source.realtime and source.device == "speakers.monitor"
         states: list = []
         player: list[subprocess.Popen] = []
+        played = Played()
 
         async def until(seconds: float) -> bool:
             if not player and seconds >= 0.5:  # the stream is up: play now
                 player.append(server.play(wav, "@DEFAULT_SINK@"))
-            return bool(player) and player[0].poll() is not None and seconds > 1.0
+            return bool(player) and played(player[0], seconds) and seconds > 1.0
 
         captured, gaps, drift = asyncio.run(_capture(source, until, states=states))
     assert player[0].returncode == 0
@@ -105,17 +125,18 @@ def test_follows_a_new_default_output(tmp_path):
         source = SystemSource()
         states: list = []
         steps: dict[str, subprocess.Popen | float] = {}
+        first_played, second_played = Played(), Played()
 
         async def until(seconds: float) -> bool:
             if "first" not in steps:
                 if seconds >= 0.5:
                     steps["first"] = server.play(wav_first, "speakers")
-            elif "switched" not in steps and steps["first"].poll() is not None:
+            elif "switched" not in steps and first_played(steps["first"], seconds):
                 server.set_default("headset")  # a headset plugged in: the new default output
                 steps["switched"] = time.monotonic()
             elif "second" not in steps and source.device == "headset.monitor":
                 steps["second"] = server.play(wav_second, "headset")
-            return "second" in steps and steps["second"].poll() is not None
+            return second_played(steps.get("second"), seconds)
 
         captured, gaps, drift = asyncio.run(_capture(source, until, timeout_s=40, states=states))
     assert source.description == "system:headset"
@@ -138,6 +159,7 @@ def test_a_stream_moved_to_the_new_default_is_heard_across_the_switch(tmp_path):
     with pulse.running(("speakers", "headset")) as server:
         source = SystemSource()
         steps: dict = {}
+        played = Played()
 
         async def until(seconds: float) -> bool:
             if "player" not in steps:
@@ -147,7 +169,7 @@ def test_a_stream_moved_to_the_new_default_is_heard_across_the_switch(tmp_path):
             elif "switched" not in steps and seconds >= steps["at"] + len(clip) / SAMPLE_RATE / 2:
                 server.set_default("headset")
                 steps["switched"] = True
-            return steps["player"].poll() is not None if "player" in steps else False
+            return played(steps.get("player"), seconds)
 
         captured, _, _ = asyncio.run(_capture(source, until, timeout_s=40))
     assert "switched" in steps and source.device == "headset.monitor"
@@ -202,6 +224,7 @@ def test_a_server_that_goes_away_is_lost_then_back(tmp_path):
         source = SystemSource(backoff_s=(0.2,))
         states: list = []
         steps: dict = {}
+        played = Played()
 
         async def until(seconds: float) -> bool:
             if "killed" not in steps and seconds >= 0.5:
@@ -212,7 +235,7 @@ def test_a_server_that_goes_away_is_lost_then_back(tmp_path):
                 steps["again"] = pulse.start(server.runtime, ("speakers",))
             if "again" in steps and "player" not in steps and source.device_state == "ok":
                 steps["player"] = steps["again"].play(wav, "speakers")
-            return "player" in steps and steps["player"].poll() is not None
+            return played(steps.get("player"), seconds)
 
         try:
             captured, gaps, drift = asyncio.run(
@@ -252,6 +275,7 @@ def test_pause_stops_recording_and_resume_starts_again(tmp_path):
         source = SystemSource()
         states: list = []
         steps: dict = {}
+        played = Played()
 
         def recording() -> int:
             return len(server.pactl("list", "short", "source-outputs").splitlines())
@@ -265,7 +289,7 @@ def test_pause_stops_recording_and_resume_starts_again(tmp_path):
                 await source.resume()
             elif "paused" in steps and "player" not in steps and states[-1][0] == "ok":
                 steps["player"] = server.play(wav, "speakers")
-            return "player" in steps and steps["player"].poll() is not None
+            return played(steps.get("player"), seconds)
 
         captured, gaps, drift = asyncio.run(_capture(source, until, timeout_s=40, states=states))
     assert steps["recording_before"] == 1 and steps["paused"] == 0

@@ -138,9 +138,11 @@ def test_holding_f9_types_exactly_the_held_speech(isolated_env, xsession):
         clients += [typer(env, "--count", "1"), hotkey(env)]
         say(daemon, silence(0.5), synthesize(SENTENCES[0]), silence(1.0))  # before: not held
         xsession.xdotool("keydown", "F9")
+        clients[1].wait_for("press: held")  # the daemon has it
         say(daemon, silence(0.2), synthesize(SENTENCES[1]), silence(0.4))  # held, auto-repeating
         released = time.time()  # before xdotool runs: the figure is an upper bound
         xsession.xdotool("keyup", "F9")
+        clients[1].wait_for("release: released")
         say(daemon, silence(0.8), synthesize(SENTENCES[2]), silence(1.5))  # after: not held
         typed_err = clients[0].wait()
         transcripts = wait_for_transcripts(daemon, 1)
@@ -176,10 +178,12 @@ def test_toggle_in_continuous_mode_types_only_what_was_said_between_the_taps(
         clients += [typer(env, "--count", "3", "--armed-by-key"), hotkey(env, "--toggle")]
         say(daemon, silence(0.5), synthesize(SENTENCES[3]), silence(1.5))  # the voice alone
         xsession.xdotool("key", "F9")  # tap: start
+        clients[1].wait_for("toggle: held")  # the daemon has it
         say(daemon, silence(0.2), synthesize(SENTENCES[4]), silence(0.4))
         xsession.xdotool("keydown", "F9")  # tap: stop, the key held as long as a person does:
         time.sleep(0.3)  # the final (already speculated) is ready before the key is up
         xsession.xdotool("keyup", "F9")
+        clients[1].wait_for("toggle: released")
         say(daemon, silence(1.0), synthesize(SENTENCES[5]), silence(1.5))
         typed_err = clients[0].wait()
         transcripts = wait_for_transcripts(daemon, 3)

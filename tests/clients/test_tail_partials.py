@@ -54,13 +54,18 @@ def test_tail_shows_partials_then_the_final(isolated_env, free_port, tmp_path, t
     tail = subprocess.Popen(
         [
             *(sys.executable, "-m", "dictated.clients.tail", "--partials", "--count", "1"),
-            *("--connect", f"tcp://127.0.0.1:{free_port}"),
+            *("--connect", f"tcp://127.0.0.1:{free_port}", "--wait"),  # --wait: says "connected"
         ],
         env=isolated_env,
         stdout=stdout,
         stderr=subprocess.PIPE,
     )
-    run.start()
+    run.start(go=False)
+    said = []  # partials are live only: the audio flows once the tail is connected
+    while not any("connected to the daemon" in line for line in said):
+        said.append(tail.stderr.readline().decode())
+        assert said[-1], f"dictated-tail ended: {said}"
+    run.source.go.set()
     assert run.finish() == 0
     tail.wait(30)
     if terminal:

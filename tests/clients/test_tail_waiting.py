@@ -45,12 +45,16 @@ class Lines:
 
 
 def publish_until_seen(pub: zmq.Socket, out: Lines, seq: int, text: str) -> None:
-    """Publish a transcript until the tail printed it (PUB drops what precedes the subscription)."""
+    """Publish a transcript until the tail printed it (PUB drops what precedes the subscription).
+
+    Always the same event, `seq` included: a copy that arrives after the first is a duplicate the
+    tail drops, however slowly the first one reaches `out` on a loaded machine.
+    """
     deadline = time.monotonic() + 10
+    message = encode_event(make_event("transcript", seq, {"text": text}))
     while text not in out.lines:
         assert time.monotonic() < deadline, out.lines
-        pub.send_multipart(encode_event(make_event("transcript", seq, {"text": text})))
-        seq += 1
+        pub.send_multipart(message)
         time.sleep(0.1)
 
 
