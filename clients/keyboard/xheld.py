@@ -11,9 +11,10 @@ server itself reports it (XQueryKeymap, through libX11 with ctypes).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import time
+
+from . import libx11
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +26,10 @@ class HeldKeys:
     """Which keys the X server has down; owns one display connection."""
 
     def __init__(self) -> None:
-        name = ctypes.util.find_library("X11")
-        if name is None:
-            raise OSError("libX11 not found")
-        x = ctypes.CDLL(name)
-        x.XOpenDisplay.restype = ctypes.c_void_p
-        x.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        x = libx11.load()
         x.XQueryKeymap.argtypes = [ctypes.c_void_p, ctypes.c_char * 32]
-        x.XCloseDisplay.argtypes = [ctypes.c_void_p]
         self._x = x
-        self._dpy = x.XOpenDisplay(None)
-        if not self._dpy:
-            raise OSError("cannot open the X display")
+        self._dpy = libx11.open_display(x)
         self._keys = (ctypes.c_char * 32)()
 
     def down(self) -> list[int]:

@@ -15,10 +15,11 @@ left empty, which no physical key produces.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import time
 from collections import OrderedDict
+
+from . import libx11
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,7 @@ def _bindable(ch: str) -> bool:
 
 class KeymapBinder:
     def __init__(self) -> None:
-        name = ctypes.util.find_library("X11")
-        if name is None:
-            raise OSError("libX11 not found")
-        x = ctypes.CDLL(name)
-        x.XOpenDisplay.restype = ctypes.c_void_p
-        x.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        x = libx11.load()
         x.XDisplayKeycodes.argtypes = [ctypes.c_void_p] + [ctypes.POINTER(ctypes.c_int)] * 2
         x.XGetKeyboardMapping.restype = ctypes.POINTER(ctypes.c_ulong)
         x.XGetKeyboardMapping.argtypes = [
@@ -72,15 +68,11 @@ class KeymapBinder:
             ctypes.c_int,
         ]
         x.XFree.argtypes = [ctypes.c_void_p]
-        x.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        x.XCloseDisplay.argtypes = [ctypes.c_void_p]
         # libX11's default error handler exits the process; a refused change is not worth that
         x.XSetErrorHandler.argtypes = [_ERROR_HANDLER_TYPE]
         x.XSetErrorHandler(_ERROR_HANDLER)
         self._x = x
-        self._dpy = x.XOpenDisplay(None)
-        if not self._dpy:
-            raise OSError("cannot open the X display")
+        self._dpy = libx11.open_display(x)
         spare = self._empty_keycodes()[1:]  # the first stays free for xdotool
         self._free = [(keycode, level) for keycode in reversed(spare) for level in (1, 0)]
         self._syms = {keycode: [_NO_SYMBOL] * _LEVELS for keycode in spare}
