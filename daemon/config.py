@@ -349,7 +349,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     for section, values in grouped.items():
         config = _apply(config, section, values, "the command line")
     if config.segmenter.vad == "silero":
-        from .speech_prob import check_model  # onnxruntime only when it is asked for
+        from .silero_model import check_model  # found, not loaded
 
         check_model()
     return config

@@ -9,11 +9,12 @@ started.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from .audio.format import SAMPLE_RATE
+
+if TYPE_CHECKING:  # annotations only: config and `dictated ptt` never load numpy
+    import numpy as np
 
 # "key": a push-to-talk release ended it (keyed_segmenter.py)
 EndReason = Literal["silence", "max_length", "end_of_input", "key"]

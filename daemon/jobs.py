@@ -8,13 +8,14 @@ read these shapes without the worker's machinery.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from .engines.base import Transcript
 from .events import Utterance
 from .nonspeech import Dropped
+
+if TYPE_CHECKING:  # annotations only: config and `dictated ptt` never load numpy
+    import numpy as np
 
 
 @dataclass(frozen=True)

@@ -16,18 +16,17 @@ the context and the partial window belong to one `SpeechProb` per segmenter.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .audio.format import FRAME_SAMPLES, SAMPLE_RATE
 from .errors import ConfigError
+from .silero_model import model_path
 
-__all__ = ["SileroStage", "SpeechProb", "check_model", "gated_mean", "model_path"]
+__all__ = ["SileroStage", "SpeechProb", "gated_mean"]
 
 WINDOW = 512  # samples per Silero window at 16 kHz (32 ms), fixed by the model
 CONTEXT = 64  # samples of the previous window prepended to each, fixed by the model
@@ -41,25 +40,6 @@ ONSET_LAG_FRAMES = 3
 
 _session: Any = None
 _session_lock = threading.Lock()
-
-
-def model_path() -> Path:
-    """Silero VAD v6 as faster-whisper ships it (no download)."""
-    # found, not imported: importing faster-whisper loads CTranslate2, which a daemon on
-    # another engine never needs
-    spec = importlib.util.find_spec("faster_whisper")
-    if spec is None or spec.origin is None:  # pragma: no cover - faster-whisper is a dependency
-        raise ConfigError(
-            'segmenter.vad = "silero" needs faster-whisper (it ships the model); install it '
-            'or set segmenter.vad = "webrtc"'
-        )
-    path = Path(spec.origin).parent / "assets" / "silero_vad_v6.onnx"
-    if not path.is_file():
-        raise ConfigError(
-            f'segmenter.vad = "silero": the model is missing from faster-whisper ({path}); '
-            'reinstall faster-whisper or set segmenter.vad = "webrtc"'
-        )
-    return path
 
 
 def shared_session() -> Any:
@@ -83,18 +63,6 @@ def shared_session() -> Any:
                 str(model_path()), providers=["CPUExecutionProvider"], sess_options=opts
             )
         return _session
-
-
-def check_model() -> None:
-    """Raise ConfigError now if the model or onnxruntime is missing: called when the config is
-    read or reloaded, so `vad = "silero"` fails at start (exit 2), not in a channel after the
-    daemon said it was ready. Found, not loaded: every `dictated ptt press` reads the config,
-    and a key binding must not pay for importing onnxruntime."""
-    model_path()
-    if importlib.util.find_spec("onnxruntime") is None:
-        raise ConfigError(
-            'segmenter.vad = "silero" needs onnxruntime; install it or set segmenter.vad = "webrtc"'
-        )
 
 
 class SpeechProb:

@@ -12,7 +12,7 @@ import importlib.util
 
 import pytest
 
-from dictated import speech_prob
+from dictated import silero_model, speech_prob
 from dictated.cli import main
 from dictated.config import load_config
 from dictated.errors import ConfigError
@@ -31,7 +31,7 @@ def no_model(tmp_path, monkeypatch):
             return importlib.machinery.ModuleSpec(name, None, origin=str(package / "__init__.py"))
         return find_spec(name, *args)
 
-    monkeypatch.setattr(speech_prob.importlib.util, "find_spec", old_wheel)
+    monkeypatch.setattr(silero_model.importlib.util, "find_spec", old_wheel)
     monkeypatch.setattr(speech_prob, "_session", None)  # as in a fresh process
 
 

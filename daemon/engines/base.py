@@ -15,12 +15,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import ConfigError
 from .remote.options import RemoteOptions
+
+if TYPE_CHECKING:  # only in annotations: `dictated ptt` and config checks never load numpy
+    import numpy as np
 
 
 @dataclass(frozen=True)
