@@ -10,6 +10,8 @@ import os
 import pty
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -61,13 +63,22 @@ def test_tail_shows_partials_then_the_final(isolated_env, free_port, tmp_path, t
         stderr=subprocess.PIPE,
     )
     run.start(go=False)
-    said = []  # partials are live only: the audio flows once the tail is connected
+    said: list[str] = []  # partials are live only: the audio flows once the tail is connected
+
+    def read() -> None:
+        for line in tail.stderr:
+            said.append(line.decode())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 30
     while not any("connected to the daemon" in line for line in said):
-        said.append(tail.stderr.readline().decode())
-        assert said[-1], f"dictated-tail ended: {said}"
+        assert tail.poll() is None and time.monotonic() < deadline, f"not connected: {said}"
+        time.sleep(0.01)
     run.source.go.set()
     assert run.finish() == 0
     tail.wait(30)
+    reader.join(5)
     if terminal:
         os.close(follower)
         out = read_all(leader)
