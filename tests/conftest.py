@@ -15,6 +15,19 @@ DEMO_WAV = REPO / "samples" / "dictation-demo.wav"
 DEMO_TXT = REPO / "samples" / "dictation-demo.txt"
 
 
+def pytest_configure(config):
+    """Two xdist workers share the cores: torch's default of one OpenMP thread per core makes two
+    torch tests (or one beside a vLLM server) spin against each other, 1.8 s becoming 41 s. One
+    thread per worker (in-process only: the daemons tests start keep their own defaults)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def isolated_env(tmp_path, monkeypatch) -> dict[str, str]:
     """XDG dirs under tmp_path and a short socket dir (Unix socket paths are limited to ~104 bytes)."""
