@@ -20,7 +20,6 @@ held sentences may come out: a final for anything else is counted as stray.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -28,10 +27,10 @@ import threading
 import time
 
 import numpy as np
-import zmq
 from _common import isolated_env, normalise, pct, print_table
 
 from tests.daemon_proc import start_stdin_daemon
+from tests.events import TimedEvents
 from tests.speech import SENTENCES, synthesize
 
 SR = 16_000
@@ -74,40 +73,6 @@ class Feeder:
         self._thread.join(5)
 
 
-class Finals:
-    """Transcripts at a real subscriber, with the wall time each arrived."""
-
-    def __init__(self, endpoint: str):
-        self._context = zmq.Context()
-        self._sub = self._context.socket(zmq.SUB)
-        self._sub.setsockopt(zmq.SUBSCRIBE, b"transcript")
-        self._sub.setsockopt(zmq.LINGER, 0)
-        self._sub.connect(endpoint)
-        self.arrived: list[tuple[dict, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if self._sub.poll(10):
-                _topic, body = self._sub.recv_multipart()
-                self.arrived.append((json.loads(body), time.time()))
-
-    def wait(self, count: int, timeout_s: float = 30) -> tuple[dict, float]:
-        deadline = time.monotonic() + timeout_s
-        while len(self.arrived) < count:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"no final for held sentence {count} after {timeout_s} s")
-            time.sleep(0.002)
-        return self.arrived[count - 1]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._context.destroy()
-
-
 def main() -> None:
     import jiwer
 
@@ -119,7 +84,8 @@ def main() -> None:
     env = isolated_env()
     daemon = start_stdin_daemon(env, "--mode", "push-to-talk")
     daemon.wait_ready(120)
-    finals, feeder = Finals(daemon.events_endpoint), Feeder(daemon)
+    finals = TimedEvents(daemon.events_endpoint, topics=(b"transcript",))
+    feeder = Feeder(daemon)
     cli = [sys.executable, "-m", "dictated", "ptt", "release"]
     kinds = ["control request", "dictated ptt release"]
     latency: dict[str, list[float]] = {k: [] for k in kinds}
@@ -138,12 +104,12 @@ def main() -> None:
             else:
                 subprocess.run(cli, env=env, check=True, stdout=subprocess.DEVNULL)
             command_s[kind].append(time.time() - started)
-            body, at = finals.wait(n + 1)
+            body, at = finals.wait("transcript", n + 1, timeout_s=30)[n]
             latency[kind].append(at - started)
             said[kind].append((SENTENCES[n % len(SENTENCES)], body["text"]))
             feeder.play(np.zeros(SR // 2, np.int16))  # half a second between presses
         feeder.play(np.zeros(SR, np.int16))
-        stray = len(finals.arrived) - len(clips)
+        stray = len(finals.of("transcript")) - len(clips)
     finally:
         feeder.close()
         finals.close()

@@ -8,58 +8,19 @@ asserted: speed is the benchmarks' business, and this machine is shared.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import time
 
 import numpy as np
 import pytest
-import zmq
 
 from tests.daemon_proc import DaemonProcess, start_stdin_daemon
+from tests.events import TimedEvents
 from tests.speech import SENTENCES, silence, synthesize
 
 pytestmark = pytest.mark.slow  # the real daemon with a real model, in real time
 
 SR = 16_000
-
-
-class Subscriber:
-    """Every event of the daemon, with the wall time it arrived here."""
-
-    def __init__(self, endpoint: str):
-        self._context = zmq.Context()
-        self._sub = self._context.socket(zmq.SUB)
-        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self._sub.setsockopt(zmq.LINGER, 0)
-        self._sub.connect(endpoint)
-        self.events: list[tuple[str, dict, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if self._sub.poll(50):
-                topic, body = self._sub.recv_multipart()
-                self.events.append((topic.decode(), json.loads(body), time.time()))
-
-    def of(self, topic: str) -> list[tuple[dict, float]]:
-        return [(b, at) for t, b, at in list(self.events) if t == topic]
-
-    def wait(self, topic: str, count: int, timeout_s: float = 60) -> list[tuple[dict, float]]:
-        deadline = time.monotonic() + timeout_s
-        while len(self.of(topic)) < count:
-            assert time.monotonic() < deadline, f"expected {count} {topic} events: {self.events}"
-            time.sleep(0.05)
-        return self.of(topic)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sub.close()
-        self._context.term()
 
 
 class Speaker:
@@ -86,7 +47,7 @@ def words(text: str) -> set[str]:
 def ptt_daemon(isolated_env):
     daemon = start_stdin_daemon(isolated_env, "--mode", "push-to-talk")
     status = daemon.wait_ready()
-    sub = Subscriber(daemon.events_endpoint)
+    sub = TimedEvents(daemon.events_endpoint)
     time.sleep(0.3)  # the subscription reaches the daemon before anything is said
     yield daemon, sub, status
     sub.close()
@@ -134,7 +95,7 @@ def test_push_to_talk_transcribes_only_the_held_speech(ptt_daemon):
 def test_spoken_commands_switch_typing_and_are_marked(isolated_env):
     daemon = start_stdin_daemon(isolated_env)
     daemon.wait_ready()
-    sub = Subscriber(daemon.events_endpoint)
+    sub = TimedEvents(daemon.events_endpoint)
     time.sleep(0.3)
     try:
         speaker = Speaker(daemon)
@@ -165,7 +126,7 @@ def test_sighup_switches_the_mode(isolated_env, tmp_path):
     config.write_text('[control]\nmode = "continuous"\n')
     daemon = start_stdin_daemon(isolated_env, "--config", str(config))
     daemon.wait_ready()
-    sub = Subscriber(daemon.events_endpoint)
+    sub = TimedEvents(daemon.events_endpoint)
     time.sleep(0.3)
 
     def feed(*parts: np.ndarray) -> None:  # read as fast as written; then it is all consumed

@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 import pytest
-import zmq
 
 from tests.daemon_proc import DaemonProcess, feed, start_stdin_daemon, wait_for_transcripts
 from tests.dictation import composed_text
+from tests.events import TimedEvents
 from tests.speech import SENTENCES, silence, synthesize
 from tests.xsession import open_session
 
@@ -95,33 +95,6 @@ def hotkey(env: dict, *args: str) -> Client:
     return client
 
 
-class FinalClock:
-    """When each final reached a subscriber here (wall time): the release -> final figure."""
-
-    def __init__(self, endpoint: str):
-        self._context = zmq.Context()
-        self._sub = self._context.socket(zmq.SUB)
-        self._sub.setsockopt(zmq.SUBSCRIBE, b"transcript")
-        self._sub.setsockopt(zmq.LINGER, 0)
-        self._sub.connect(endpoint)
-        self.arrivals: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if self._sub.poll(20):
-                self._sub.recv_multipart()
-                self.arrivals.append(time.time())
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sub.close()
-        self._context.term()
-
-
 def typed_file(xsession) -> str:
     return xsession.out.read_text(encoding="utf-8")
 
@@ -132,7 +105,7 @@ def test_holding_f9_types_exactly_the_held_speech(isolated_env, xsession):
     env = {**isolated_env, **xsession.env}
     daemon = start_stdin_daemon(isolated_env, "--mode", "push-to-talk")
     clients: list[Client] = []
-    clock = FinalClock(daemon.events_endpoint)
+    clock = TimedEvents(daemon.events_endpoint, topics=(b"transcript",))  # arrival times
     try:
         daemon.wait_ready()
         clients += [typer(env, "--count", "1"), hotkey(env)]
@@ -158,8 +131,9 @@ def test_holding_f9_types_exactly_the_held_speech(isolated_env, xsession):
     assert typed_file(xsession) == transcripts[0]["text"] + "\n"  # nothing else, F9 neither
     assert "press: held" in hotkey_err and "release: released" in hotkey_err
     assert hotkey_err.count("press: held") == 1, hotkey_err  # auto-repeat sent no second press
+    [(_, arrived)] = clock.of("transcript")
     print(  # not asserted: speed is the benchmarks' business (-s shows it)
-        f"\nF9 up (xdotool) -> final at a subscriber: {clock.arrivals[0] - released:.3f} s "
+        f"\nF9 up (xdotool) -> final at a subscriber: {arrived - released:.3f} s "
         f"(engine {transcripts[0]['timings_ms'].get('engine', 0):.0f} ms, "
         f"audio {transcripts[0]['audio_s']} s)"
     )
