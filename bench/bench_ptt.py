@@ -45,6 +45,7 @@ class Feeder:
         self._pending: list[np.ndarray] = []
         self._lock = threading.Lock()
         self._idle = threading.Event()
+        self._idle.set()  # nothing queued
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -54,18 +55,22 @@ class Feeder:
         with self._lock:
             self._idle.clear()
             self._pending = [pcm[i : i + BLOCK] for i in range(0, len(pcm), BLOCK)]
-        self._idle.wait()
+        deadline = time.monotonic() + len(pcm) / SR + 10
+        while not self._idle.wait(0.1):
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise SystemExit("the daemon stopped reading its stdin")
 
     def _run(self) -> None:
         silence = np.zeros(BLOCK, np.int16)
         next_at = time.monotonic()
         while not self._stop.is_set():
             with self._lock:
-                block = self._pending.pop(0) if self._pending else silence
-                if not self._pending:
-                    self._idle.set()
-            self._daemon.feed(block.astype("<i2").tobytes())
-            next_at += len(block) / SR
+                block = self._pending.pop(0) if self._pending else None
+            self._daemon.feed((silence if block is None else block).astype("<i2").tobytes())
+            with self._lock:
+                if block is not None and not self._pending:
+                    self._idle.set()  # written, not only taken: the release follows the audio
+            next_at += BLOCK / SR if block is None else len(block) / SR
             time.sleep(max(0.0, next_at - time.monotonic()))
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from .audio.format import SAMPLE_RATE
 
 if TYPE_CHECKING:  # annotations only: config and `dictated ptt` never load numpy
+    # (typing.get_type_hints on these classes needs localns={"np": numpy})
     import numpy as np
 
 # "key": a push-to-talk release ended it (keyed_segmenter.py)

@@ -15,6 +15,7 @@ from .events import Utterance
 from .nonspeech import Dropped
 
 if TYPE_CHECKING:  # annotations only: config and `dictated ptt` never load numpy
+    # (typing.get_type_hints on these classes needs localns={"np": numpy})
     import numpy as np
 
 

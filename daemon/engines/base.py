@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from .remote.options import RemoteOptions
 
 if TYPE_CHECKING:  # only in annotations: `dictated ptt` and config checks never load numpy
+    # (typing.get_type_hints on Engine needs localns={"np": numpy})
     import numpy as np
 
 

@@ -62,23 +62,28 @@ def test_tail_shows_partials_then_the_final(isolated_env, free_port, tmp_path, t
         stdout=stdout,
         stderr=subprocess.PIPE,
     )
-    run.start(go=False)
-    said: list[str] = []  # partials are live only: the audio flows once the tail is connected
+    try:
+        run.start(go=False)
+        said: list[str] = []  # partials are live only: the audio flows once the tail is connected
 
-    def read() -> None:
-        for line in tail.stderr:
-            said.append(line.decode())
+        def read() -> None:
+            for line in tail.stderr:
+                said.append(line.decode())
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 30
-    while not any("connected to the daemon" in line for line in said):
-        assert tail.poll() is None and time.monotonic() < deadline, f"not connected: {said}"
-        time.sleep(0.01)
-    run.source.go.set()
-    assert run.finish() == 0
-    tail.wait(30)
-    reader.join(5)
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 30
+        while not any("connected to the daemon" in line for line in said):
+            assert tail.poll() is None and time.monotonic() < deadline, f"not connected: {said}"
+            time.sleep(0.01)
+        run.source.go.set()
+        assert run.finish() == 0
+        tail.wait(30)
+        reader.join(5)
+    finally:
+        if tail.poll() is None:  # a failed wait above leaves it running
+            tail.kill()
+            tail.wait(10)
     if terminal:
         os.close(follower)
         out = read_all(leader)
