@@ -193,3 +193,30 @@ def load_tiny_model(path: Path):
     from transformers import CohereAsrForConditionalGeneration
 
     return CohereAsrForConditionalGeneration.from_pretrained(path).eval()
+
+
+def reference_generate(model, features, prompt: list[int], max_new_tokens: int, **kw):
+    """transformers' greedy `generate` on our features with the Cohere decoding settings
+    (repetition penalty 1.1, no repeated 3-grams): the reference our decoders are held to."""
+    import torch
+
+    x = torch.from_numpy(features.values)[None]
+    mask = torch.zeros(1, x.shape[1], dtype=torch.long)
+    mask[:, : features.valid_frames] = 1
+    return model.generate(
+        input_features=x,
+        attention_mask=mask,
+        decoder_input_ids=torch.tensor([prompt]),
+        repetition_penalty=1.1,
+        no_repeat_ngram_size=3,
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        **kw,
+    )
+
+
+def reference_tokens(model, features, prompt: list[int], max_new_tokens: int, **kw) -> list[int]:
+    """`reference_generate`'s new tokens only (eos included)."""
+    out = reference_generate(model, features, prompt, max_new_tokens, **kw)
+    assert out[0, : len(prompt)].tolist() == prompt  # generate prepended nothing
+    return out[0, len(prompt) :].tolist()

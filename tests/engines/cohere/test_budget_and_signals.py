@@ -33,6 +33,7 @@ from dictated.engines.cohere.tokenizer import CohereTokenizer  # noqa: E402
 from tests.engines.cohere.fixtures import (  # noqa: E402
     load_tiny_model,
     make_tiny_cohere_dir,
+    reference_generate,
     train_tiny_tokenizer,
 )
 
@@ -92,14 +93,9 @@ def test_budget_never_exceeds_the_decoder_positions(dirs):
 def reference_signals(model_dir, features, prompt, n: int):
     """(no_speech_prob, avg_logprob, tokens) from transformers' processed scores."""
     model = load_tiny_model(model_dir)
-    x = torch.from_numpy(features.values)[None]
-    mask = torch.zeros(1, x.shape[1], dtype=torch.long)
-    mask[:, : features.valid_frames] = 1
-    out = model.generate(
-        input_features=x, attention_mask=mask, decoder_input_ids=torch.tensor([prompt]),
-        repetition_penalty=1.1, no_repeat_ngram_size=3, do_sample=False, max_new_tokens=n,
-        output_scores=True, return_dict_in_generate=True,
-    )  # fmt: skip
+    out = reference_generate(
+        model, features, prompt, n, output_scores=True, return_dict_in_generate=True
+    )
     chosen = out.sequences[0, len(prompt) :].tolist()
     logprobs = [
         torch.log_softmax(score[0].float(), -1)[token].item()

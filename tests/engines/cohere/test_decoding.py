@@ -32,6 +32,7 @@ from dictated.engines.cohere.tokenizer import CohereTokenizer  # noqa: E402
 from tests.engines.cohere.fixtures import (  # noqa: E402
     load_tiny_model,
     make_tiny_cohere_dir,
+    reference_tokens,
     train_tiny_tokenizer,
 )
 
@@ -62,27 +63,6 @@ def make_dir(tmp_path_factory, tokenizer_model):
 @pytest.fixture(scope="module")
 def clips() -> list[Features]:
     return [compute_features(speech.synthesize(s)) for s in speech.SENTENCES[:3]]
-
-
-def reference_tokens(
-    model, features: Features, prompt: list[int], max_new_tokens: int, **kw
-) -> list[int]:
-    """transformers' greedy generate with the Cohere settings; new tokens only (eos included)."""
-    x = torch.from_numpy(features.values)[None]
-    mask = torch.zeros(1, x.shape[1], dtype=torch.long)
-    mask[:, : features.valid_frames] = 1
-    out = model.generate(
-        input_features=x,
-        attention_mask=mask,
-        decoder_input_ids=torch.tensor([prompt]),
-        repetition_penalty=1.1,
-        no_repeat_ngram_size=3,
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        **kw,
-    )
-    assert out[0, : len(prompt)].tolist() == prompt  # generate prepended nothing
-    return out[0, len(prompt) :].tolist()
 
 
 def our_tokens(model_dir, features: Features, prompt: list[int], **options):

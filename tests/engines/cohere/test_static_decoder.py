@@ -22,7 +22,7 @@ from dictated.engines.cohere.decoding import DecodingOptions, GreedyDecoder  # n
 from dictated.engines.cohere.features import compute_features  # noqa: E402
 from dictated.engines.cohere.precision import FP32  # noqa: E402
 from dictated.engines.cohere.runtime_torch import TorchRuntime  # noqa: E402
-from tests.engines.cohere.fixtures import tiny_cohere_config  # noqa: E402
+from tests.engines.cohere.fixtures import reference_tokens, tiny_cohere_config  # noqa: E402
 
 VOCAB = 96
 EOS = 3
@@ -51,17 +51,6 @@ def clips():
     return [compute_features(speech.synthesize(s)) for s in speech.SENTENCES[:2]]
 
 
-def generate_tokens(model, features, n: int) -> list[int]:
-    x = torch.from_numpy(features.values)[None]
-    mask = torch.zeros(1, x.shape[1], dtype=torch.long)
-    mask[:, : features.valid_frames] = 1
-    out = model.generate(
-        input_features=x, attention_mask=mask, decoder_input_ids=torch.tensor([PROMPT]),
-        repetition_penalty=1.1, no_repeat_ngram_size=3, do_sample=False, max_new_tokens=n,
-    )  # fmt: skip
-    return out[0, len(PROMPT) :].tolist()
-
-
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("seed", [0, 1])
 def test_static_loop_tokens_equal_generate(clips, shape, seed):
@@ -70,7 +59,7 @@ def test_static_loop_tokens_equal_generate(clips, shape, seed):
     assert runtime.static is not None
     policy = GreedyDecoder(DecodingOptions(max_new_tokens=24), EOS)
     for clip in clips:
-        ref = generate_tokens(model, clip, 24)
+        ref = reference_tokens(model, clip, PROMPT, 24)
         result = policy.run(runtime, runtime.encode(clip.values, clip.valid_frames), PROMPT)
         assert list(result.tokens) + ([] if result.truncated else [EOS]) == ref
 

@@ -25,11 +25,11 @@ from dictated.engines.cohere.decoding import DecodingOptions, GreedyDecoder  # n
 from dictated.engines.cohere.features import compute_features, pad_features  # noqa: E402
 from dictated.engines.cohere.precision import FP32  # noqa: E402
 from dictated.engines.cohere.runtime_torch import TorchRuntime  # noqa: E402
+from tests.engines.cohere.fixtures import reference_tokens  # noqa: E402
 from tests.engines.cohere.test_static_decoder import (  # noqa: E402
     EOS,
     PROMPT,
     build,
-    generate_tokens,
 )
 
 POSITIONS = 64  # tiny_cohere_config's max_position_embeddings
@@ -58,7 +58,7 @@ def test_padded_encoder_frames_are_masked_like_generate(clips, seed):
     padded = dataclasses.replace(clip, values=values)
     encoded = runtime.encode(padded.values, padded.valid_frames)
     assert encoded.total_frames > encoded.valid_frames  # the padding reached the decoder
-    assert static_tokens(runtime, padded, 24) == generate_tokens(model, padded, 24)
+    assert static_tokens(runtime, padded, 24) == reference_tokens(model, padded, PROMPT, 24)
 
 
 def test_a_prompt_fed_in_two_blocks_equals_one_block(clips):
@@ -80,8 +80,8 @@ def test_a_decode_to_the_last_position_equals_generate(clips):
     runtime = TorchRuntime.from_model(copy.deepcopy(model), FP32)
     ours = static_tokens(runtime, clips[1], None)
     assert len(ours) >= POSITIONS - len(PROMPT)  # this seed talks to the end
-    assert ours[: POSITIONS - len(PROMPT)] == generate_tokens(
-        model, clips[1], POSITIONS - len(PROMPT)
+    assert ours[: POSITIONS - len(PROMPT)] == reference_tokens(
+        model, clips[1], PROMPT, POSITIONS - len(PROMPT)
     )
 
 
@@ -104,7 +104,7 @@ def test_a_cancelled_decode_leaves_nothing_behind(clips):
     used = TorchRuntime.from_model(copy.deepcopy(model), FP32)
     with pytest.raises(Cancelled):
         static_tokens(used, clips[1], 40, cancel=CancelAfter(20))
-    assert static_tokens(used, clips[0], 16) == generate_tokens(model, clips[0], 16)
+    assert static_tokens(used, clips[0], 16) == reference_tokens(model, clips[0], PROMPT, 16)
 
 
 def test_an_older_session_cannot_be_fed_once_a_newer_one_took_the_buffer(clips):
